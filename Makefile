@@ -12,7 +12,6 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e .
 	$(PY) -m ipykernel install --prefix $(VENV) --name aiblib --display-name "aiblib (.venv)" >/dev/null
 	touch $(STAMP)
