@@ -1,0 +1,157 @@
+"""Results across runs: what ``02-evaluate-cross-domain`` writes and ``04-report`` gathers.
+
+Each run folder ``results/<name>/`` gets a ``scores.json``::
+
+    {"name", "protocol", "depth", "output_stride", "attention", "beta", "seed", "iterations",
+     "checkpoint", "scores": {"<dataset>:<split>": {"mIoU", "mAcc", "aAcc", "num_images"}, ...}}
+
+:func:`collect` reads them all into one row per run, :func:`summarize` averages over seeds,
+:func:`plot_beta` draws mIoU against β per domain and :func:`markdown` writes the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["write_scores", "per_class_table", "collect", "summarize", "plot_beta", "markdown", "markdown_table"]
+
+GROUP = ["protocol", "depth", "method", "beta"]
+
+
+def write_scores(out_dir: str | Path, cfg: Any, scores: dict[str, dict], *, checkpoint: str | Path) -> dict:
+    """Write ``out_dir/scores.json`` for one run; ``scores`` maps "dataset:split" to a metrics dict."""
+    summary = {
+        "name": cfg.name, "protocol": cfg.protocol, "depth": cfg.depth, "output_stride": cfg.output_stride,
+        "attention": cfg.attention, "beta": cfg.beta, "seed": cfg.seed, "iterations": cfg.iterations,
+        "checkpoint": str(checkpoint),
+        "scores": {t: {k: m.get(k) for k in ("mIoU", "mAcc", "aAcc", "num_images")} for t, m in scores.items()},
+    }
+    path = Path(out_dir) / "scores.json"
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def per_class_table(scores: dict[str, dict]) -> pd.DataFrame:
+    """Per-class IoU (%), one column per "dataset:split" (NaN: class absent from both label and prediction)."""
+    columns = {}
+    for target, metrics in scores.items():
+        columns[target] = {row["class"]: (np.nan if row["IoU"] is None else row["IoU"]) for row in metrics["per_class"]}
+    table = pd.DataFrame(columns)
+    table.index.name = "class"
+    return table
+
+
+def collect(results_root: str | Path) -> pd.DataFrame:
+    """One row per ``results_root/*/scores.json``: run identity and one mIoU column per domain."""
+    rows = []
+    for path in sorted(Path(results_root).glob("*/scores.json")):
+        s = json.loads(path.read_text())
+        row = {"name": s["name"], "protocol": s["protocol"], "depth": s["depth"],
+               "method": "AIBR" if s["attention"] else "baseline",
+               "beta": float(s["beta"]) if s["attention"] else math.nan, "seed": s["seed"],
+               "iterations": s["iterations"]}
+        for target, m in s["scores"].items():
+            row[target] = m["mIoU"]
+        rows.append(row)
+    if not rows:
+        raise FileNotFoundError(f"no */scores.json under {Path(results_root).resolve()}: run 02-evaluate-cross-domain first")
+    return pd.DataFrame(rows)
+
+
+def _domains(runs: pd.DataFrame) -> list[str]:
+    return [c for c in runs.columns if ":" in c]
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std (over seeds) of each domain's mIoU per protocol / backbone / method / β.
+
+    Columns: the group keys, ``seeds``, then ``<domain> mean`` and ``<domain> std`` for each
+    domain (std is NaN with a single seed).
+    """
+    keyed = runs.assign(beta=runs["beta"].fillna(-1.0))  # groupby drops NaN keys: the baseline has no β
+    rows = []
+    for key, group in keyed.groupby(GROUP, sort=True):
+        row = dict(zip(GROUP, key))
+        row["beta"] = math.nan if row["beta"] == -1.0 else row["beta"]
+        row["seeds"] = len(group)
+        for domain in _domains(runs):
+            values = group[domain].dropna()
+            row[f"{domain} mean"] = values.mean() if len(values) else math.nan
+            row[f"{domain} std"] = values.std(ddof=1) if len(values) > 1 else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_beta(runs: pd.DataFrame):
+    """mIoU against β per domain and protocol; the baseline as a dashed line. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    protocols = sorted(runs["protocol"].unique())
+    fig, axes = plt.subplots(1, len(protocols), figsize=(6 * len(protocols), 4), squeeze=False)
+    for ax, protocol in zip(axes[0], protocols):
+        sub = runs[runs["protocol"] == protocol]
+        aib = sub[sub["method"] == "AIBR"]
+        betas = sorted(aib["beta"].unique())
+        positive = [b for b in betas if b > 0]
+        zero_at = min(positive) / 10 if positive else 1e-5
+        for i, domain in enumerate(d for d in _domains(sub) if sub[d].notna().any()):
+            color = f"C{i}"
+            stats = aib.groupby("beta")[domain].agg(["mean", "std"]).reindex(betas)
+            x = [b if b > 0 else zero_at for b in betas]
+            ax.errorbar(x, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, color=color, label=domain)
+            base = sub.loc[sub["method"] == "baseline", domain].dropna()
+            if len(base):
+                ax.axhline(base.mean(), color=color, linestyle="--", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("β (β = 0 drawn at the left edge)")
+        ax.set_ylabel("mIoU (%)")
+        ax.set_title(f"protocol {protocol}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        return f"{value:.2f}" if abs(value) >= 0.01 or value == 0 else f"{value:g}"
+    return str(value)
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub markdown table of ``df`` (floats with two decimals, NaN as a dash)."""
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def markdown(runs: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """The text of ``results/README.md``: the summary table, every run, and where the files are."""
+    lines = [
+        "# Results",
+        "",
+        "Written by `notebooks/04-report.ipynb` from every `*/scores.json` under this folder.",
+        "mIoU in percent on each `dataset:split`; mean and std over seeds (std needs two or more seeds).",
+        "",
+        "## Summary",
+        "",
+        markdown_table(summary),
+        "",
+        "## Runs",
+        "",
+        markdown_table(runs),
+        "",
+        "Each run folder holds the executed notebooks (`01-train.ipynb`, `02-evaluate-cross-domain.ipynb`),",
+        "its `config.yaml`, `scores.json`, `per_class.csv` and figures; `*-attention/` folders hold the",
+        "attention and uncertainty figures of `03-visualize-attention.ipynb`.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""Gathering runs: scores.json -> one table, mean ± std over seeds, markdown."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from aiblib import report
+
+
+def _run(root: Path, name: str, *, attention: bool, beta: float, seed: int, src: float, tgt: float) -> None:
+    cfg = SimpleNamespace(name=name, protocol="dg", depth=18, output_stride=16, attention=attention, beta=beta,
+                          seed=seed, iterations=10)
+    scores = {
+        "cityscapes:val": {"mIoU": src, "mAcc": 0.0, "aAcc": 0.0, "num_images": 2, "per_class": []},
+        "bdd100k:val": {"mIoU": tgt, "mAcc": 0.0, "aAcc": 0.0, "num_images": 2, "per_class": []},
+    }
+    (root / name).mkdir(parents=True)
+    report.write_scores(root / name, cfg, scores, checkpoint="x.pth")
+
+
+def test_collect_and_summarize_average_over_seeds(tmp_path):
+    _run(tmp_path, "b0", attention=False, beta=1e-3, seed=0, src=50.0, tgt=20.0)
+    _run(tmp_path, "b1", attention=False, beta=1e-3, seed=1, src=52.0, tgt=24.0)
+    _run(tmp_path, "a0", attention=True, beta=1e-3, seed=0, src=55.0, tgt=30.0)
+    _run(tmp_path, "a1", attention=True, beta=1e-3, seed=1, src=57.0, tgt=34.0)
+    _run(tmp_path, "z0", attention=True, beta=0.0, seed=0, src=40.0, tgt=10.0)
+    runs = report.collect(tmp_path)
+    assert len(runs) == 5 and set(runs["method"]) == {"AIBR", "baseline"}
+    assert math.isnan(runs.loc[runs["name"] == "b0", "beta"].item())  # the baseline has no β
+    summary = report.summarize(runs)
+    assert len(summary) == 3  # baseline, AIBR β=0, AIBR β=1e-3
+    aib = summary[(summary["method"] == "AIBR") & (summary["beta"] == 1e-3)].iloc[0]
+    assert aib["seeds"] == 2
+    assert aib["bdd100k:val mean"] == pytest.approx(32.0)
+    assert aib["bdd100k:val std"] == pytest.approx(math.sqrt(8.0))  # sample std of 30, 34
+    single = summary[summary["beta"] == 0.0].iloc[0]
+    assert single["seeds"] == 1 and math.isnan(single["cityscapes:val std"])
+    text = report.markdown(runs, summary)
+    assert "| protocol | depth | method | beta | seeds |" in text and "32.00" in text
+    fig = report.plot_beta(runs)
+    assert len(fig.axes) == 1
+
+
+def test_collect_names_the_folder_when_empty(tmp_path):
+    with pytest.raises(FileNotFoundError, match="scores.json"):
+        report.collect(tmp_path)
+
+
+def test_per_class_table_keeps_absent_classes_as_nan():
+    scores = {"a:val": {"per_class": [{"class": "road", "IoU": 90.0}, {"class": "train", "IoU": None}]}}
+    table = report.per_class_table(scores)
+    assert table.loc["road", "a:val"] == 90.0 and math.isnan(table.loc["train", "a:val"])
+    assert json.loads(json.dumps(scores))  # inputs stay plain JSON
