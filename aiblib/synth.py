@@ -164,7 +164,7 @@ STYLES: dict[str, Style] = {
         trains=((90, 90, 90), (70, 18, 18)), bike=(14, 14, 16),
         signs=((16, 40, 90), (95, 20, 20), (110, 110, 110)), light_box=(14, 14, 12), hood=None,
         fine=_NIGHT_FINE, coarse=_NIGHT_COARSE, coarse_cell=16, haze=0.0, haze_color=(0, 0, 0),
-        gain=1.0, noise=7.0, night=True, blur=0.8,
+        gain=0.85, noise=7.0, night=True, blur=0.8,
     ),
 }
 
