@@ -837,6 +837,34 @@ def generate(
     return {f"{d}/{split}": n for d in domains for split, n in (("train", n_train), ("val", n_val))}
 
 
+def ensure_generated(
+    root: str | Path,
+    *,
+    n_train: int,
+    n_val: int,
+    size: tuple[int, int] = (256, 512),
+    seed: int = 0,
+    domains: tuple[str, ...] = DOMAINS,
+    workers: int = 2,
+) -> dict[str, int]:
+    """:func:`generate`, unless ``root`` already holds exactly this set, every file in place.
+
+    This is what ``make reproduce`` and ``00-prepare-data`` call: a rerun costs nothing, an
+    interrupted generation is completed, and a root made with other parameters is refused.
+    """
+    root = Path(root)
+    mpath = root / "synth.json"
+    h, w = size
+    manifest = {"version": VERSION, "seed": seed, "size_hw": [h, w], "n_train": n_train, "n_val": n_val,
+                "domains": list(domains)}
+    if mpath.exists() and json.loads(mpath.read_text()) == manifest:
+        expected = (root / rel for d in domains for split, n in (("train", n_train), ("val", n_val))
+                    for i in range(n) for rel in _names(d, split, i).values())
+        if all(p.is_file() for p in expected):
+            return {f"{d}/{split}": n for d in domains for split, n in (("train", n_train), ("val", n_val))}
+    return generate(root, n_train=n_train, n_val=n_val, size=size, seed=seed, domains=domains, workers=workers)
+
+
 def _parse_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))

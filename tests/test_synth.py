@@ -69,3 +69,19 @@ def test_cli_and_refusal(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "already holds" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         synth.main(["--size", "64-32"])
+
+
+def test_ensure_generated_skips_a_complete_set_and_completes_a_partial_one(tmp_path):
+    from aiblib.synth import ensure_generated
+
+    kw = dict(n_train=2, n_val=1, size=(32, 64), seed=3, domains=("bdd100k",), workers=1)
+    ensure_generated(tmp_path, **kw)
+    image = tmp_path / "bdd100k/images/10k/train/synth00001-train.jpg"
+    before = image.stat().st_mtime_ns
+    ensure_generated(tmp_path, **kw)
+    assert image.stat().st_mtime_ns == before  # nothing rewritten
+    image.unlink()
+    ensure_generated(tmp_path, **kw)
+    assert image.is_file()  # an interrupted set is completed
+    with pytest.raises(ValueError, match="already holds"):
+        ensure_generated(tmp_path, **{**kw, "seed": 4})
