@@ -147,7 +147,7 @@ def uncertainty(outputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
     mean_p = p.mean(0)
     entropy = -(mean_p * mean_p.clamp_min(1e-12).log()).sum(1, keepdim=True)
     expected = -(p * logp).sum(2).mean(0).unsqueeze(1)
-    mi = (entropy - expected).clamp_min(0)
+    mi = (entropy - expected).clamp_min(0) if logp.shape[0] > 1 else torch.zeros_like(entropy)
     return entropy, mi
 
 

@@ -266,6 +266,7 @@ def read_log(run_dir: str | Path, kind: str = "train"):
         for record in records:
             for name, value in (record.pop("IoU", None) or {}).items():
                 record[f"IoU/{name}"] = value
+    records = [{k: math.nan if v is None else v for k, v in r.items()} for r in records]  # null = NaN
     return pd.DataFrame.from_records(records)
 
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -56,3 +58,67 @@ def test_bad_label_values_are_reported():
         confusion_matrix(torch.tensor([0, 1]), torch.tensor([0, 7]), 3)
     with pytest.raises(ValueError, match="shape"):
         confusion_matrix(torch.tensor([0, 1]), torch.tensor([[0, 1]]), 3)
+
+
+# ---------------------------------------------------------------- inference helpers
+from aiblib.evaluate import predict, uncertainty  # noqa: E402
+
+
+class _Pointwise(torch.nn.Module):
+    """Per-pixel logits (no context), so slide and whole inference must agree exactly."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 5, 1)
+
+    def forward(self, x, *, samples=None, generator=None):
+        return {"out": self.conv(x)}
+
+
+def test_slide_equals_whole_for_a_pointwise_model_and_flip_tta_is_consistent():
+    torch.manual_seed(0)
+    model = _Pointwise().eval()
+    x = torch.randn(1, 3, 37, 53)
+    whole = predict(model, x)
+    slide = predict(model, x, mode="slide", slide_crop=(16, 20), slide_stride=(10, 12))
+    assert whole.shape == (1, 5, 37, 53)
+    assert torch.allclose(whole, slide, atol=1e-5)
+    both = predict(model, x, flip=True)  # a pointwise model is flip-equivariant
+    assert torch.allclose(both, whole.softmax(1), atol=1e-5)
+    multi = predict(model, x, scales=(0.5, 1.0))
+    assert multi.shape == whole.shape and torch.allclose(multi.sum(1), torch.ones(1, 37, 53), atol=1e-5)
+
+
+def test_uncertainty_entropy_and_mutual_information():
+    # two classes; two samples that are confident and disagree: H = ln 2, MI = ln 2
+    big = 30.0
+    s = torch.tensor([[big, -big], [-big, big]]).reshape(2, 1, 2, 1, 1)
+    entropy, mi = uncertainty({"sample_logits": s, "out": s.mean(0)})
+    assert entropy.shape == (1, 1, 1, 1)
+    assert entropy.item() == pytest.approx(math.log(2), abs=1e-4) and mi.item() == pytest.approx(math.log(2), abs=1e-4)
+    # identical samples: MI = 0, entropy = that of the single softmax
+    same = torch.randn(1, 1, 4, 3, 3, generator=torch.Generator().manual_seed(0)).repeat(3, 1, 1, 1, 1)
+    entropy, mi = uncertainty({"sample_logits": same})
+    p = same[0].softmax(1)
+    assert torch.allclose(entropy, -(p * p.log()).sum(1, keepdim=True), atol=1e-5)
+    assert mi.abs().max() < 1e-5
+    entropy, mi = uncertainty({"out": same[0]})  # one sample only
+    assert mi.abs().max() == 0
+
+
+# ---------------------------------------------------------------- viz
+from aiblib import viz  # noqa: E402
+
+
+def test_colorize_heatmap_overlay_shapes_and_values():
+    palette = [(10, 20, 30), (40, 50, 60)]
+    label = np.array([[0, 1], [255, 7]])
+    rgb = viz.colorize(label, palette)
+    assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0].tolist() == [10, 20, 30] and rgb[0, 1].tolist() == [40, 50, 60]
+    assert rgb[1, 0].tolist() == [0, 0, 0] and rgb[1, 1].tolist() == [0, 0, 0]
+    heat = viz.heatmap(np.array([[0.0, 1.0], [np.nan, 0.5]]))
+    assert heat.shape == (2, 2, 3) and heat[1, 0].tolist() == [0, 0, 0]
+    image = np.full((8, 12, 3), 100, np.uint8)
+    out = viz.overlay(image, np.ones((2, 3)), alpha=0.5)
+    assert out.shape == (8, 12, 3) and out.dtype == np.uint8
