@@ -1,0 +1,234 @@
+"""Joint image/label transforms of SPEC section 3 (torchvision transforms v2, ``tv_tensors.Mask``).
+
+Training (per image): random resize to fit inside ``base_size * r``, r ~ U(ratio_range),
+keeping the aspect ratio -> random crop ``crop_size`` re-drawn (up to 10 times) until no
+class covers more than ``cat_max_ratio`` of the crop's labelled pixels -> horizontal flip
+-> photometric distortion (MMSegmentation ``PhotoMetricDistortion`` semantics) -> pad
+to ``crop_size`` (image 0, label 255) -> normalize.
+Test: resize the image to fit inside ``base_size`` keeping the ratio; the label keeps its
+original size (logits are resized to it for scoring).
+
+Labels are only ever resampled with nearest neighbour (v2 does so for ``Mask``) and
+padded with 255. All randomness comes from torch's global RNG (``torch.manual_seed``;
+DataLoader workers are seeded from it), so a seeded run repeats.
+
+Both transforms are callables ``(image, label) -> (image, label)``: image uint8 (3, H, W)
+RGB, label (H, W) integer trainIds; they return a float32 (3, h, w) normalized image and
+an int64 (h, w) label.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from aiblib.data import IGNORE_INDEX, MEAN, STD
+
+
+def fit_size(size: tuple[int, int], scale: tuple[int, int]) -> tuple[int, int]:
+    """(h, w) of an image of ``size`` (h, w) rescaled to fit inside ``scale`` keeping its ratio.
+
+    Same rule as mmcv ``rescale_size``: the long side fits the long side of ``scale`` and the
+    short side its short side.
+    """
+    h, w = size
+    long_edge, short_edge = max(scale), min(scale)
+    factor = min(long_edge / max(h, w), short_edge / min(h, w))
+    return max(1, int(h * factor + 0.5)), max(1, int(w * factor + 0.5))
+
+
+def _as_mask(label: torch.Tensor) -> tv_tensors.Mask:
+    if label.ndim != 2:
+        raise ValueError(f"label must be (H, W), got shape {tuple(label.shape)}")
+    return tv_tensors.Mask(label.to(torch.int64))
+
+
+def _check_pair(image: torch.Tensor, label: torch.Tensor) -> None:
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must be (3, H, W), got shape {tuple(image.shape)}")
+    if tuple(image.shape[1:]) != tuple(label.shape[-2:]):
+        raise ValueError(f"image {tuple(image.shape[1:])} and label {tuple(label.shape[-2:])} differ in size")
+
+
+def random_resize(image: torch.Tensor, label: torch.Tensor, *, base_size: tuple[int, int],
+                  ratio_range: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resize to fit inside base_size * r, r ~ U(ratio_range); image bilinear, label nearest."""
+    r = ratio_range[0] + float(torch.rand(())) * (ratio_range[1] - ratio_range[0])
+    target = (int(base_size[0] * r), int(base_size[1] * r))
+    size = fit_size(tuple(image.shape[-2:]), target)
+    image = F.resize(image, list(size), interpolation=InterpolationMode.BILINEAR, antialias=True)
+    label = F.resize(label, list(size))  # Mask: nearest
+    return image, label
+
+
+def crop_box(label: torch.Tensor, crop_size: tuple[int, int], cat_max_ratio: float,
+             ignore_index: int = IGNORE_INDEX, tries: int = 10) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of a random crop of ``label`` (H, W).
+
+    Drawn again (up to ``tries`` times, as MMSegmentation ``RandomCrop``) while one class
+    covers ``cat_max_ratio`` or more of the crop's labelled pixels; the last draw is kept.
+    """
+    H, W = label.shape[-2:]
+    ch, cw = min(crop_size[0], H), min(crop_size[1], W)
+
+    def draw() -> tuple[int, int, int, int]:
+        top = int(torch.randint(0, H - ch + 1, ()))
+        left = int(torch.randint(0, W - cw + 1, ()))
+        return top, left, ch, cw
+
+    box = draw()
+    if cat_max_ratio >= 1.0:
+        return box
+    for _ in range(tries):
+        top, left, _, _ = box
+        patch = label[..., top:top + ch, left:left + cw].reshape(-1)
+        counts = torch.bincount(patch.to(torch.int64), minlength=256)
+        counts[ignore_index] = 0
+        counts = counts[counts > 0]
+        if counts.numel() > 1 and counts.max().item() / counts.sum().item() < cat_max_ratio:
+            break
+        box = draw()
+    return box
+
+
+def photometric_distortion(image: torch.Tensor, *, brightness_delta: float = 32.0,
+                           contrast_range: tuple[float, float] = (0.5, 1.5),
+                           saturation_range: tuple[float, float] = (0.5, 1.5),
+                           hue_delta: int = 18) -> torch.Tensor:
+    """MMSegmentation ``PhotoMetricDistortion`` on a float (3, H, W) RGB image in 0..255.
+
+    Each step with probability 0.5: brightness ``+ U(-32, 32)``; contrast ``* U(0.5, 1.5)``,
+    before or after the HSV steps (coin flip); saturation: HSV S ``* U(0.5, 1.5)``; hue shift
+    ``U(-18, 18)`` in OpenCV units (degrees / 2). Values are clamped to 0..255 after each step.
+    """
+
+    def coin() -> bool:
+        return bool(torch.randint(0, 2, ()))
+
+    def uniform(lo: float, hi: float) -> float:
+        return lo + float(torch.rand(())) * (hi - lo)
+
+    img = image.float()
+    if coin():
+        img = (img + uniform(-brightness_delta, brightness_delta)).clamp_(0, 255)
+    contrast_first = coin()
+
+    def contrast(x: torch.Tensor) -> torch.Tensor:
+        if coin():
+            x = (x * uniform(*contrast_range)).clamp_(0, 255)
+        return x
+
+    if contrast_first:
+        img = contrast(img)
+    if coin():  # HSV saturation: keep V (= max) and H, scale S, clamp S to 1
+        alpha = uniform(*saturation_range)
+        value = img.amax(dim=0, keepdim=True)
+        low = img.amin(dim=0, keepdim=True)
+        span = value - low
+        limit = torch.where(span > 0, value / span.clamp_min(1e-6), torch.full_like(span, float("inf")))
+        a = torch.clamp(limit, max=alpha)
+        img = (value - (value - img) * a).clamp_(0, 255)
+    if coin():
+        shift = int(torch.randint(-hue_delta, hue_delta, ()))  # as np.random.randint: high excluded
+        img = (F.adjust_hue(img / 255.0, shift / 180.0) * 255.0).clamp_(0, 255)
+    if not contrast_first:
+        img = contrast(img)
+    return img
+
+
+def pad_to(image: torch.Tensor, label: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad bottom/right to at least ``size`` (h, w): image with 0, label with 255."""
+    ph, pw = max(size[0] - image.shape[-2], 0), max(size[1] - image.shape[-1], 0)
+    if ph or pw:
+        image = F.pad(image, [0, 0, pw, ph], fill=0)
+        label = F.pad(label, [0, 0, pw, ph], fill=IGNORE_INDEX)
+    return image, label
+
+
+def normalize(image: torch.Tensor) -> torch.Tensor:
+    """uint8/float (3, H, W) or (B, 3, H, W) RGB 0..255 -> float32 normalized."""
+    return F.normalize(image.float(), list(MEAN), list(STD))
+
+
+def denormalize(image: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`normalize`: float (3, H, W) or (B, 3, H, W) -> uint8 RGB."""
+    mean = torch.tensor(MEAN, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    std = torch.tensor(STD, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    return (image * std + mean).round().clamp(0, 255).to(torch.uint8)
+
+
+class TrainTransform:
+    """The training pipeline; see the module docstring and :func:`train_transform`."""
+
+    def __init__(self, *, crop_size: tuple[int, int], base_size: tuple[int, int], ratio_range: tuple[float, float],
+                 cat_max_ratio: float, flip_prob: float, photometric: bool) -> None:
+        self.crop_size = (int(crop_size[0]), int(crop_size[1]))
+        self.base_size = (int(base_size[0]), int(base_size[1]))
+        self.ratio_range = (float(ratio_range[0]), float(ratio_range[1]))
+        self.cat_max_ratio = float(cat_max_ratio)
+        self.photometric = bool(photometric)
+        self.flip = v2.RandomHorizontalFlip(p=flip_prob)
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """image uint8 (3,H,W), label (H,W) -> float32 (3,ch,cw) normalized, int64 (ch,cw)."""
+        _check_pair(image, label)
+        img = tv_tensors.Image(image)
+        mask = _as_mask(label)
+        img, mask = random_resize(img, mask, base_size=self.base_size, ratio_range=self.ratio_range)
+        top, left, h, w = crop_box(mask, self.crop_size, self.cat_max_ratio)
+        img, mask = F.crop(img, top, left, h, w), F.crop(mask, top, left, h, w)
+        img, mask = self.flip(img, mask)
+        img = img.float()
+        if self.photometric:
+            img = photometric_distortion(img)
+        img, mask = pad_to(img, mask, self.crop_size)
+        return normalize(img.as_subclass(torch.Tensor)), mask.as_subclass(torch.Tensor)
+
+    def __repr__(self) -> str:
+        return (f"TrainTransform(crop_size={self.crop_size}, base_size={self.base_size}, ratio_range={self.ratio_range}, "
+                f"cat_max_ratio={self.cat_max_ratio}, flip_prob={self.flip.p}, photometric={self.photometric})")
+
+
+class TestTransform:
+    """Resize the image to fit inside ``base_size`` (ratio kept); label unchanged (int64)."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, *, base_size: tuple[int, int]) -> None:
+        self.base_size = (int(base_size[0]), int(base_size[1]))
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """image uint8 (3,H,W), label (H,W) -> float32 (3,h,w) normalized (h,w fit base_size), int64 (H,W)."""
+        _check_pair(image, label)
+        size = fit_size(tuple(image.shape[-2:]), self.base_size)
+        if size != tuple(image.shape[-2:]):
+            image = F.resize(image, list(size), interpolation=InterpolationMode.BILINEAR, antialias=True)
+        return normalize(image), label.to(torch.int64)
+
+    def __repr__(self) -> str:
+        return f"TestTransform(base_size={self.base_size})"
+
+
+def train_transform(*, crop_size: tuple[int, int] = (512, 1024), base_size: tuple[int, int] = (1024, 2048),
+                    ratio_range: tuple[float, float] = (0.5, 2.0), cat_max_ratio: float = 0.75,
+                    flip_prob: float = 0.5, photometric: bool = True) -> TrainTransform:
+    """The SPEC training pipeline; sizes are (h, w)."""
+    if ratio_range[0] <= 0 or ratio_range[0] > ratio_range[1]:
+        raise ValueError(f"ratio_range must be 0 < low <= high, got {ratio_range}")
+    if min(crop_size) < 1 or min(base_size) < 1:
+        raise ValueError(f"crop_size {crop_size} and base_size {base_size} must be positive (h, w)")
+    return TrainTransform(crop_size=crop_size, base_size=base_size, ratio_range=ratio_range,
+                          cat_max_ratio=cat_max_ratio, flip_prob=flip_prob, photometric=photometric)
+
+
+def test_transform(*, base_size: tuple[int, int] = (1024, 2048)) -> TestTransform:
+    """The SPEC test pipeline; base_size is (h, w)."""
+    if min(base_size) < 1:
+        raise ValueError(f"base_size {base_size} must be positive (h, w)")
+    return TestTransform(base_size=base_size)
+
+
+test_transform.__test__ = False  # not a pytest test function
