@@ -54,7 +54,7 @@ from aiblib.config import RUNTIME_KEYS, Config, load_config
 
 __all__ = [
     "train", "main", "DistInfo", "setup_distributed", "poly_lr", "InfiniteShardSampler",
-    "SeededSamples", "rng_state", "set_rng_state", "read_log", "NonFiniteLossError",
+    "SeededSamples", "rng_state", "set_rng_state", "read_log", "NonFiniteLossError", "make_optimizer",
 ]
 
 
@@ -394,6 +394,11 @@ def train(cfg: Config) -> Path:
             dist.destroy_process_group()
 
 
+def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.SGD:
+    """SGD with momentum and weight decay on every parameter (the reference's optimizer)."""
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
 def _train(cfg: Config, info: DistInfo, evaluate_model, segmentation_loss) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -450,7 +455,7 @@ def _train(cfg: Config, info: DistInfo, evaluate_model, segmentation_loss) -> Pa
     if info.distributed and cfg.sync_bn and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         bn_kind = "SyncBatchNorm"
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg)
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
     net: nn.Module = model
@@ -583,9 +588,24 @@ def _train(cfg: Config, info: DistInfo, evaluate_model, segmentation_loss) -> Pa
             _barrier(info)
             tick += time.perf_counter() - t0
     bar.close()
-    log.write("event", iteration, event="end")
+    digests = [_digest(model)]
+    if info.distributed:
+        digests = [None] * info.world_size
+        dist.all_gather_object(digests, _digest(model))
+    log.write("event", iteration, event="end", replica_digests=digests, replicas_identical=len(set(digests)) == 1)
     _barrier(info)
     return run_dir
+
+
+def _digest(model: nn.Module) -> str:
+    """sha256 of every parameter and buffer (to check that DDP replicas are identical)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _sync_buffers(model: nn.Module, info: DistInfo) -> None:
