@@ -122,3 +122,109 @@ def test_colorize_heatmap_overlay_shapes_and_values():
     image = np.full((8, 12, 3), 100, np.uint8)
     out = viz.overlay(image, np.ones((2, 3)), alpha=0.5)
     assert out.shape == (8, 12, 3) and out.dtype == np.uint8
+
+
+# ---------------------------------------------------------------- end to end (tiny model, synthetic data)
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+
+from PIL import Image  # noqa: E402
+
+from aiblib.config import load_config  # noqa: E402
+from aiblib.evaluate import evaluate, evaluate_model, main  # noqa: E402
+
+
+def _tiny_checkpoint(root, tmp_path, **changes):
+    from aiblib.checkpoint import save_atomic
+    from aiblib.model import build_model
+    from test_train import tiny_overrides
+
+    cfg = load_config(None, tiny_overrides(root, tmp_path / "run", **changes))
+    torch.manual_seed(0)
+    model = build_model(cfg.model_config())
+    path = tmp_path / "tiny.pth"
+    save_atomic({"format": "aiblib", "version": 1, "model_config": dataclasses.asdict(model.config),
+                 "model": model.state_dict(), "iteration": 7}, path)
+    return cfg, path
+
+
+def test_evaluate_writes_tables_and_exports_at_the_label_size(synthetic_root, tmp_path):
+    # base_size smaller than the images: the model sees a downscaled image, scoring and exports are at full size
+    cfg, ckpt = _tiny_checkpoint(synthetic_root, tmp_path, base_size=[32, 64], export_count=2)
+    result = evaluate(cfg, ckpt, dataset="bdd100k", split="val", quiet=True)
+    out = tmp_path / "run" / "eval" / "bdd100k-val"
+    written = json.loads((out / "metrics.json").read_text())
+    assert written == result
+    assert result["checkpoint"]["iteration"] == 7 and len(result["checkpoint"]["sha256"]) == 64
+    assert result["inference"]["test_samples"] == 2 and result["model_config"]["depth"] == 18
+    assert len(result["per_class"]) == 19 and result["per_class"][0]["class"] == "road"
+    assert 0 <= result["mIoU"] <= 100
+    csv_lines = (out / "per_class.csv").read_text().splitlines()
+    assert csv_lines[0] == "class,IoU,Acc" and len(csv_lines) == 20
+    conf = np.load(out / "confusion.npy")
+    from aiblib.data import build_dataset
+
+    raw = build_dataset("bdd100k", synthetic_root, "val")
+    labelled = sum(int((torch.as_tensor(raw[i]["label"]) != 255).sum()) for i in range(len(raw)))
+    assert conf.shape == (19, 19) and conf.sum() == labelled
+    rows = (out / "exports" / "exports.csv").read_text().splitlines()
+    assert len(rows) == 3
+    for i in range(2):
+        label = torch.as_tensor(raw[i]["label"])
+        h, w = label.shape
+        stem = f"{i:04d}_{raw[i]['name']}"
+        assert Image.open(out / "exports" / f"{stem}_pred.png").size == (w, h)
+        for key in ("mu", "entropy", "mi"):
+            arr = np.load(out / "exports" / f"{stem}_{key}.npy")
+            assert arr.shape == (h, w), key
+            assert Image.open(out / "exports" / f"{stem}_{key}.png").size == (w, h)
+        mu = np.load(out / "exports" / f"{stem}_mu.npy").astype(np.float32)
+        assert 0 <= mu.min() and mu.max() <= 1
+        assert (np.load(out / "exports" / f"{stem}_mi.npy") >= 0).all()
+    # seeded: the same evaluation gives the same numbers
+    again = evaluate(cfg, ckpt, dataset="bdd100k", split="val", out_dir=tmp_path / "again", export_count=0, quiet=True)
+    assert again["per_class"] == result["per_class"]
+
+
+def test_evaluate_cli_slide_tta_and_deterministic(synthetic_root, tmp_path, capsys):
+    cfg, ckpt = _tiny_checkpoint(synthetic_root, tmp_path)
+    from test_train import _as_args, tiny_overrides
+
+    args = _as_args(tiny_overrides(synthetic_root, tmp_path / "run", eval_mode="slide", slide_crop=[32, 48],
+                                   slide_stride=[24, 32], tta_scales=[0.75, 1.0], tta_flip=True, deterministic=True))
+    assert main([*args, "--checkpoint", str(ckpt), "-p", "dataset", "nightcity", "-p", "split", "val"]) == 0
+    printed = capsys.readouterr().out
+    assert "mIoU" in printed and "nightcity/val" in printed
+    result = json.loads((tmp_path / "run" / "eval" / "nightcity-val" / "metrics.json").read_text())
+    assert result["inference"]["mode"] == "slide" and result["inference"]["deterministic"] is True
+
+
+class _OracleData(torch.utils.data.Dataset):
+    """Images that carry their label in channel 0 (a test double for a perfect model)."""
+
+    def __init__(self, labels):
+        self.labels = labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        label = self.labels[i]
+        return {"image": label.float()[None].repeat(3, 1, 1), "label": label, "name": str(i)}
+
+
+class _Oracle(torch.nn.Module):
+    def forward(self, x, *, samples=None, generator=None):
+        label = x[:, 0].long().clamp(max=18)
+        return {"out": torch.nn.functional.one_hot(label, 19).permute(0, 3, 1, 2).float()}
+
+
+def test_a_split_with_perfect_predictions_scores_100():
+    g = torch.Generator().manual_seed(0)
+    labels = [torch.randint(0, 19, (12, 20), generator=g) for _ in range(3)]
+    labels[0][:3] = 255
+    cfg = load_config(None, {"num_workers": 0})
+    result = evaluate_model(_Oracle(), _OracleData(labels), cfg=cfg, device=torch.device("cpu"))
+    m = result["metrics"]
+    assert m["mIoU"] == pytest.approx(100.0) and m["aAcc"] == pytest.approx(100.0) and m["mAcc"] == pytest.approx(100.0)
+    assert int(result["confusion"].sum()) == 3 * 12 * 20 - 3 * 20

@@ -259,23 +259,3 @@ def test_kill9_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path)
     events = read_log(tmp_path / "killed", "event")
     assert list(events["event"]) == ["start", "resume", "end"]
     assert list(read_log(tmp_path / "killed", "train")["iteration"]) == list(range(1, TINY["iterations"] + 1))
-
-
-def test_torchrun_two_processes_on_cpu(synthetic_root, tmp_path):
-    torchrun = Path(sys.executable).with_name("torchrun")
-    args = _as_args(tiny_overrides(synthetic_root, tmp_path / "ddp", iterations=4, batch_size=1, val_interval=4))
-    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "aiblib", "train", *args],
-                          env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    run = tmp_path / "ddp"
-    assert proc.stdout.count("run directory:") == 1  # rank 1 is quiet
-    events = read_log(run, "event")
-    assert list(events["event"]) == ["start", "end"]  # written once
-    assert events.iloc[0]["world_size"] == 2 and events.iloc[0]["batch_norm"] == "BatchNorm"  # no SyncBN on CPU
-    end = events.iloc[-1]
-    assert end["replicas_identical"] and len(end["replica_digests"]) == 2
-    assert list(read_log(run, "train")["iteration"]) == [1, 2, 3, 4]
-    assert len(read_log(run, "val")) == 1
-    state = _weights(run / "checkpoints" / "last.pth")
-    assert state["world_size"] == 2 and len(state["rng"]) == 2
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "log.jsonl"]
