@@ -293,6 +293,7 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, *, dataset: str 
     created = not (dist.is_available() and dist.is_initialized())
     info = setup_distributed(cfg.device)
     created = created and info.distributed
+    threads = torch.get_num_threads()
     try:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -350,6 +351,7 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, *, dataset: str 
                 print(f"written to {out}")
         return summary
     finally:
+        torch.set_num_threads(threads)
         if created and dist.is_initialized():
             dist.destroy_process_group()
 

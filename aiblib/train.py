@@ -387,9 +387,14 @@ def train(cfg: Config) -> Path:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     info = setup_distributed(cfg.device)
     created_group = info.distributed
+    # process-wide switches this function sets; restored afterwards (a notebook kernel lives on)
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads(), torch.backends.cudnn.benchmark)
     try:
         return _train(cfg, info, evaluate_model, segmentation_loss)
     finally:
+        torch.use_deterministic_algorithms(saved[0])
+        torch.set_num_threads(saved[1])
+        torch.backends.cudnn.benchmark = saved[2]
         if created_group and dist.is_initialized():
             dist.destroy_process_group()
 
