@@ -109,7 +109,10 @@ def decode_label(path: str | Path) -> torch.Tensor:
 
 
 def _tv_decode(path: Path, mode: ImageReadMode) -> torch.Tensor:
-    return _tv_decode_image(read_file(str(path)), mode=mode)
+    with warnings.catch_warnings():
+        # torchvision 0.29 announces that torchcodec will take over image decoding; it still works.
+        warnings.filterwarnings("ignore", message="The image decoding and encoding", category=DeprecationWarning)
+        return _tv_decode_image(read_file(str(path)), mode=mode)
 
 
 def check_label(label: torch.Tensor, path: str | Path) -> None:

@@ -164,7 +164,7 @@ STYLES: dict[str, Style] = {
         trains=((90, 90, 90), (70, 18, 18)), bike=(14, 14, 16),
         signs=((16, 40, 90), (95, 20, 20), (110, 110, 110)), light_box=(14, 14, 12), hood=None,
         fine=_NIGHT_FINE, coarse=_NIGHT_COARSE, coarse_cell=16, haze=0.0, haze_color=(0, 0, 0),
-        gain=1.0, noise=7.0, night=True, blur=0.8,
+        gain=0.85, noise=7.0, night=True, blur=0.8,
     ),
 }
 
@@ -506,7 +506,7 @@ def make_scene(rng: np.random.Generator, style: Style, w: int, h: int, force: se
         x += seg
 
     # road: lanes of 3.2 m, the camera in one of them
-    lanes_left, lanes_right = int(rng.integers(0, 3)), int(rng.integers(1, 3))
+    lanes_left, lanes_right = int(rng.integers(0, 3)), int(rng.integers(1, 4))
     lane = 3.2
     offset = float(rng.uniform(-0.5, 0.5))
     left_edge = -lanes_left * lane - lane / 2 + offset
@@ -532,7 +532,7 @@ def make_scene(rng: np.random.Generator, style: Style, w: int, h: int, force: se
             xx += 1.0
 
     pool: list[tuple[float, callable]] = []  # (depth, draw) drawn far to near after the sides
-    tram = "train" in force or rng.random() < 0.15
+    tram = "train" in force or rng.random() < 0.05
     if tram:
         force.discard("train")
         z = float(rng.uniform(12, 45))
@@ -545,7 +545,7 @@ def make_scene(rng: np.random.Generator, style: Style, w: int, h: int, force: se
 
     for side in (-1, 1):
         edge = left_edge if side < 0 else right_edge
-        sidewalk = float(rng.uniform(2.0, 5.0))
+        sidewalk = float(rng.uniform(1.5, 4.0))
         verge = float(rng.uniform(0.8, 3.0)) if ("terrain" in force or rng.random() < 0.35) else 0.0
         if verge:
             force.discard("terrain")
@@ -561,9 +561,9 @@ def make_scene(rng: np.random.Generator, style: Style, w: int, h: int, force: se
         while z < zfar:
             seg = float(rng.uniform(8, 30))
             r = rng.random()
-            if r < 0.68:
+            if r < 0.6:
                 _building_facade(s, facade_x, z, min(z + seg, zfar), float(rng.uniform(7, 28)), side)
-            elif r < 0.88:
+            elif r < 0.87:
                 x0 = facade_x + side * float(rng.uniform(0, 6))
                 top = [cam.p(x0, float(rng.uniform(4, 12)), zz) for zz in np.linspace(min(z + seg, zfar), z, 7)]
                 s.add("vegetation", [cam.p(x0, 0, max(z, cam.znear)), cam.p(x0, 0, min(z + seg, zfar))] + top, s.pick(style.vegetation))
@@ -594,7 +594,7 @@ def make_scene(rng: np.random.Generator, style: Style, w: int, h: int, force: se
             z += float(rng.uniform(12, 30))
         z = float(rng.uniform(5, 20))
         while z < zfar * 0.5:
-            if rng.random() < 0.55:
+            if rng.random() < 0.65:
                 tx = edge + side * (sidewalk - float(rng.uniform(0.6, 1.2)))
                 pool.append((z, lambda x=tx, z=z: _tree(s, x, z)))
             z += float(rng.uniform(8, 20))
@@ -604,6 +604,11 @@ def make_scene(rng: np.random.Generator, style: Style, w: int, h: int, force: se
             z = float(rng.uniform(4, 45))
             px = edge + side * float(rng.uniform(0.6, sidewalk - 0.3))
             pool.append((z, lambda x=px, z=z: _person(s, "person", x, z)))
+        z = float(rng.uniform(5, 15))
+        while rng.random() < 0.45 and z < 60:  # cars parked along the kerb
+            px = edge - side * 1.1
+            pool.append((z, lambda x=px, z=z: _vehicle(s, "car", x, z, False)))
+            z += float(rng.uniform(5.5, 12))
         if "bicycle" in force or rng.random() < 0.3:  # parked bicycle
             force.discard("bicycle")
             z = float(rng.uniform(5, 25))
@@ -612,8 +617,8 @@ def make_scene(rng: np.random.Generator, style: Style, w: int, h: int, force: se
 
     # traffic
     lanes = [left_edge + lane / 2 + i * lane for i in range(lanes_left + lanes_right)]
-    wanted = ["car"] * int(rng.poisson(4.0))
-    for label, p in (("truck", 0.35), ("bus", 0.3), ("motorcycle", 0.3), ("rider", 0.35)):
+    wanted = ["car"] * int(rng.poisson(6.0))
+    for label, p in (("truck", 0.2), ("bus", 0.15), ("motorcycle", 0.3), ("rider", 0.35)):
         if label in force or rng.random() < p:
             wanted.append(label)
     occupied: list[tuple[float, float, float]] = []
