@@ -169,9 +169,11 @@ def _safe_name(name: str) -> str:
 @torch.no_grad()
 def evaluate_model(model: nn.Module, dataset, *, cfg: Config, device: torch.device, rank: int = 0, world_size: int = 1,
                    class_names: list[str] | None = None, use_bf16: bool = False, channels_last: bool = False,
-                   export_dir: str | Path | None = None, export_count: int = 0) -> dict:
+                   export_dir: str | Path | None = None, export_count: int = 0,
+                   export_indices: Sequence[int] | None = None) -> dict:
     """Score ``dataset`` (items ``{"image": (3,h,w) normalized, "label": (H,W), "name"}``,
-    label at its original size) with ``model`` in eval mode.
+    label at its original size) with ``model`` in eval mode. With ``export_dir``, the images
+    ``export_indices`` (or else the first ``export_count``) get their maps exported.
 
     Each process takes images ``rank, rank + world_size, ...``; the confusion matrix is
     summed over processes. Returns ``{"confusion": (K,K) int64 CPU tensor, "metrics":
@@ -199,7 +201,7 @@ def evaluate_model(model: nn.Module, dataset, *, cfg: Config, device: torch.devi
         scores = F.interpolate(scores, size=label.shape[-2:], mode="bilinear", align_corners=False)
         pred = scores.argmax(1)[0]
         conf += confusion_matrix(pred, label, k)
-        if export_dir is not None and index < export_count:
+        if export_dir is not None and (index in export_indices if export_indices is not None else index < export_count):
             exports.append(_export(model, image, pred, item, index=index, out=Path(export_dir), cfg=cfg,
                                    device=device, use_bf16=use_bf16))
     conf = all_reduce_confusion(conf).cpu()
@@ -267,12 +269,13 @@ def _checkpoint_identity(path: Path) -> dict:
 
 def evaluate(cfg: Config, checkpoint: str | Path | None = None, *, dataset: str | None = None,
              split: str | None = None, out_dir: str | Path | None = None, export_count: int | None = None,
-             quiet: bool = False) -> dict:
+             export_indices: Sequence[int] | None = None, quiet: bool = False) -> dict:
     """Score ``checkpoint`` on ``dataset``/``split`` and write the output folder.
 
     ``checkpoint``: aiblib or MMSegmentation file (default ``<run dir>/checkpoints/last.pth``);
     ``dataset``/``split`` default to ``cfg.val_dataset``/``cfg.val_split``; ``out_dir`` to
-    ``<run dir>/eval/<dataset>-<split>``; ``export_count`` to ``cfg.export_count``.
+    ``<run dir>/eval/<dataset>-<split>``; ``export_count`` to ``cfg.export_count``;
+    ``export_indices`` (dataset positions) replaces it with an explicit list.
     The model's architecture comes from the checkpoint; ``test_samples`` and
     ``deterministic`` from ``cfg``. Returns the ``metrics.json`` content (also on ranks > 0,
     which write nothing). Runs distributed when launched by torchrun.
@@ -310,7 +313,9 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, *, dataset: str 
             out.mkdir(parents=True, exist_ok=True)
         result = evaluate_model(model, data, cfg=cfg, device=info.device, rank=info.rank, world_size=info.world_size,
                                 class_names=class_names, use_bf16=use_bf16, channels_last=channels_last,
-                                export_dir=out / "exports" if export_count else None, export_count=export_count)
+                                export_dir=out / "exports" if export_count or export_indices else None,
+                                export_count=export_count,
+                                export_indices=set(export_indices) if export_indices is not None else None)
         m = result["metrics"]
         mc = getattr(model, "config", None)
         summary = {
@@ -381,6 +386,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dataset", help="dataset to score (default: val_dataset); also -p dataset NAME")
     parser.add_argument("--split", help="split to score (default: val_split); also -p split NAME")
     parser.add_argument("--out", help="output folder (default: <run dir>/eval/<dataset>-<split>)")
+    parser.add_argument("--export-indices", type=int, nargs="+", metavar="I",
+                        help="export these images (dataset positions) instead of the first export_count")
     args = parser.parse_args(argv)
     if args.help_config:
         print(Config.describe())
@@ -398,7 +405,7 @@ def main(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     evaluate(cfg, args.checkpoint, dataset=picked["dataset"], split=picked["split"], out_dir=args.out,
-             quiet=int(os.environ.get("RANK", "0")) != 0)
+             export_indices=args.export_indices, quiet=int(os.environ.get("RANK", "0")) != 0)
     return 0
 
 

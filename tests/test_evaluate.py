@@ -192,11 +192,14 @@ def test_evaluate_cli_slide_tta_and_deterministic(synthetic_root, tmp_path, caps
 
     args = _as_args(tiny_overrides(synthetic_root, tmp_path / "run", eval_mode="slide", slide_crop=[32, 48],
                                    slide_stride=[24, 32], tta_scales=[0.75, 1.0], tta_flip=True, deterministic=True))
-    assert main([*args, "--checkpoint", str(ckpt), "-p", "dataset", "nightcity", "-p", "split", "val"]) == 0
+    assert main([*args, "--checkpoint", str(ckpt), "-p", "dataset", "nightcity", "-p", "split", "val",
+                 "--export-indices", "1"]) == 0
     printed = capsys.readouterr().out
     assert "mIoU" in printed and "nightcity/val" in printed
     result = json.loads((tmp_path / "run" / "eval" / "nightcity-val" / "metrics.json").read_text())
     assert result["inference"]["mode"] == "slide" and result["inference"]["deterministic"] is True
+    exported = (tmp_path / "run" / "eval" / "nightcity-val" / "exports" / "exports.csv").read_text().splitlines()
+    assert len(exported) == 2 and exported[1].startswith("1,")
 
 
 class _OracleData(torch.utils.data.Dataset):
