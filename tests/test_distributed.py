@@ -12,14 +12,17 @@ from test_train import REPO, _as_args, _env, _weights, tiny_overrides
 from aiblib.train import read_log
 
 
-def test_torchrun_two_processes_on_cpu(synthetic_root, tmp_path):
-    torchrun = Path(sys.executable).with_name("torchrun")
-    args = _as_args(tiny_overrides(synthetic_root, tmp_path / "ddp", iterations=4, batch_size=1, val_interval=4))
-    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "aiblib", "train", *args],
-                          env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    run = tmp_path / "ddp"
-    assert proc.stdout.count("run directory:") == 1  # rank 1 is quiet
+def test_torchrun_two_processes_on_cpu(synthetic_root, tmp_path, capsys, monkeypatch):
+    """``launch`` runs ``torchrun --standalone --nproc_per_node=2 -m aiblib train -f ...``."""
+    from aiblib.config import load_config
+    from aiblib.train import launch
+
+    for key, value in _env().items():
+        monkeypatch.setenv(key, value)
+    cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "ddp", iterations=4, batch_size=1, val_interval=4))
+    run = launch(cfg, 2)
+    assert run == tmp_path / "ddp"
+    assert capsys.readouterr().out.count("run directory:") == 1  # rank 1 is quiet
     events = read_log(run, "event")
     assert list(events["event"]) == ["start", "end"]  # written once
     assert events.iloc[0]["world_size"] == 2 and events.iloc[0]["batch_norm"] == "BatchNorm"  # no SyncBN on CPU
