@@ -1,0 +1,156 @@
+"""AIBR segmentor: ResNet-V1c -> AIB attention -> DeepLabV3+ head (+ FCN aux head on c3).
+
+``ModelConfig`` holds every choice (its field names are also the engine config's keys);
+``build_model(cfg)`` builds the network; ``forward`` returns a dict of named outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from aiblib.attention import AIBAttention
+from aiblib.backbone import ARCH, STRIDES, ResNetV1c
+from aiblib.heads import DeepLabV3PlusHead, FCNHead
+
+
+@dataclass
+class ModelConfig:
+    """Model choices. Defaults are the reference's (R50-D8, 19 classes, beta 1e-3, 4 test samples)."""
+
+    depth: int = 50                 # 18, 50 or 101
+    num_classes: int = 19
+    output_stride: int = 8          # 8 (reference) or 16 (about 3x cheaper)
+    attention: bool = True          # False: plain DeepLabV3+ (no attention parameters)
+    beta: float = 1e-3              # weight of the KL term (bits) in the loss
+    train_samples: int = 1          # masks sampled per image in training
+    test_samples: int = 4           # masks sampled per image in eval (logits averaged)
+    deterministic: bool = False     # mask = mu, one sample (reproducible evaluation)
+    aspp_channels: int = 512        # ASPP / decoder width
+    skip_channels: int = 48         # c1 skip width
+    aux_channels: int = 256         # FCN aux head width; 0 = no aux head
+    dropout: float = 0.1
+    pretrained: str = ""            # local ImageNet ResNet file (torchvision or mmseg v1c format), "" = none
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            expected = {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                setattr(self, f.name, value)
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ValueError(f"ModelConfig.{f.name} must be {expected.__name__}, got {value!r}")
+        checks = {
+            "depth": self.depth in ARCH,
+            "output_stride": self.output_stride in STRIDES,
+            "num_classes": self.num_classes >= 1,
+            "beta": self.beta >= 0,
+            "train_samples": self.train_samples >= 1,
+            "test_samples": self.test_samples >= 1,
+            "aspp_channels": self.aspp_channels >= 1,
+            "skip_channels": self.skip_channels >= 1,
+            "aux_channels": self.aux_channels >= 0,
+            "dropout": 0.0 <= self.dropout < 1.0,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ValueError(f"ModelConfig.{key} has an invalid value {getattr(self, key)!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        """Build from a plain dict; unknown keys raise ValueError naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig key(s): {', '.join(unknown)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return ModelConfig.from_dict({**self.to_dict(), **changes})
+
+
+class AIBRSegmentor(nn.Module):
+    """``forward(images)`` with images (B, 3, H, W), normalized RGB. See ``forward`` for the outputs."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = ResNetV1c(config.depth, config.output_stride)
+        c1, _, c3, c4 = self.backbone.channels
+        self.attention = AIBAttention(sum(self.backbone.channels)) if config.attention else None
+        self.decode_head = DeepLabV3PlusHead(c4, c1, config.num_classes, channels=config.aspp_channels,
+                                             c1_channels=config.skip_channels, dropout=config.dropout)
+        self.aux_head = (FCNHead(c3, config.num_classes, channels=config.aux_channels, dropout=config.dropout)
+                         if config.aux_channels > 0 else None)
+
+    def num_samples(self, samples: int | None = None) -> int:
+        """Masks per image this call would use: 1 without attention or when deterministic."""
+        if self.attention is None or self.config.deterministic:
+            return 1
+        if samples is not None:
+            return int(samples)
+        return self.config.train_samples if self.training else self.config.test_samples
+
+    def forward(self, images: Tensor, *, samples: int | None = None, generator: torch.Generator | None = None,
+                batched: bool = True) -> dict[str, Tensor]:
+        """Run the network.
+
+        Args:
+            images: (B, 3, H, W) normalized RGB.
+            samples: masks per image (default: ``train_samples`` in training, ``test_samples`` in eval;
+                always 1 with ``deterministic`` or without attention).
+            generator: ``torch.Generator`` for the sampling noise (reproducible sampling).
+            batched: run the heads once on the stacked ``n*B`` batch (default); False runs them per
+                sample in a Python loop, as the reference does (for comparison and benchmarks).
+
+        Returns a dict:
+            ``out`` (B, K, H/4, W/4) logits averaged over samples (not upsampled);
+            ``aux`` (B, K, h3, w3) in training when the aux head exists (averaged over samples);
+            ``mu``, ``std`` (B, 1, h, w) at c4's size, ``masks`` (n*B, 1, h, w), ``kl`` scalar in bits
+            (not times beta) - these four with attention only;
+            ``sample_logits`` (n, B, K, H/4, W/4) when n > 1.
+        """
+        b = images.shape[0]
+        feats = self.backbone(images)
+        n = self.num_samples(samples)
+        out: dict[str, Tensor] = {}
+        if self.attention is not None:
+            feats, info = self.attention(feats, samples=n, deterministic=self.config.deterministic,
+                                         generator=generator)
+            out.update(info)
+        c1, _, c3, c4 = feats
+        if batched or n == 1:
+            logits = self.decode_head(c1, c4)
+        else:
+            logits = torch.cat([self.decode_head(c1[i * b:(i + 1) * b], c4[i * b:(i + 1) * b]) for i in range(n)])
+        logits = logits.view(n, b, *logits.shape[1:])
+        out["out"] = logits.mean(0)
+        if n > 1:
+            out["sample_logits"] = logits
+        if self.training and self.aux_head is not None:
+            aux = self.aux_head(c3)
+            out["aux"] = aux.view(n, b, *aux.shape[1:]).mean(0)
+        return out
+
+
+def build_model(cfg: ModelConfig) -> AIBRSegmentor:
+    """Build the segmentor; with ``cfg.pretrained`` load the ImageNet backbone file.
+
+    The loading report (matched / unmatched keys) is kept as ``model.pretrained_report``.
+    """
+    if isinstance(cfg, dict):
+        cfg = ModelConfig.from_dict(cfg)
+    model = AIBRSegmentor(cfg)
+    model.pretrained_report = None
+    if cfg.pretrained:
+        from aiblib.checkpoint import load_pretrained_backbone
+        model.pretrained_report = load_pretrained_backbone(model, cfg.pretrained)
+    return model
