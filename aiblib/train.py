@@ -365,12 +365,11 @@ def _prepare_model(cfg: Config, info: DistInfo, *, log: RunLog, resuming: bool) 
                 f"config key 'pretrained': no backbone file at {path.resolve()} (weights are never downloaded; "
                 "give a local torchvision or MMSegmentation resnet*_v1c file, or '' to train from scratch)"
             )
-    model = build_model(model_cfg)
-    if model_cfg.pretrained and not getattr(model, "pretrained_report", None):
-        from aiblib.checkpoint import load_pretrained_backbone
-
-        report = load_pretrained_backbone(model, model_cfg.pretrained)
-        log.write("event", 0, event="pretrained", path=str(Path(model_cfg.pretrained).resolve()), report=str(report))
+    model = build_model(model_cfg)  # loads the pretrained backbone, keeping model.pretrained_report
+    if model_cfg.pretrained:
+        report = getattr(model, "pretrained_report", None)
+        log.write("event", 0, event="pretrained", path=str(Path(model_cfg.pretrained).resolve()),
+                  report=report if isinstance(report, (dict, list, str)) else str(report))
     return model
 
 
