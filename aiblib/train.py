@@ -280,7 +280,11 @@ def _json_safe(value: Any) -> Any:
         return [_json_safe(v) for v in value]
     if isinstance(value, (np.floating, np.integer)):
         return _json_safe(value.item())
-    return value
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if isinstance(value, (set, frozenset)):
+        return sorted(_json_safe(v) for v in value)
+    return str(value)
 
 
 def _save_checkpoint(state: dict, ckpt_dir: Path, *, keep_copy: bool) -> Path:
