@@ -1,0 +1,326 @@
+"""Checkpoints: safe loading, atomic saving, MMSegmentation conversion, ImageNet initialisation.
+
+An aiblib checkpoint is a dict ``{"format": "aiblib", "version": 1, "model_config": {...},
+"model": state_dict, ...}`` (the engine adds ``optimizer``, ``scheduler``, ``iteration``,
+``rng``, ``config``). ``safe_load`` reads any torch checkpoint without executing pickled code:
+only tensors, plain containers, numpy values and a few torch value types are constructed;
+every other class (e.g. MMEngine's ``HistoryBuffer``, or a ``__reduce__`` calling ``os.system``)
+becomes an inert ``Placeholder`` that records its name and arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import pickle
+import re
+import sys
+import tempfile
+import types
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from aiblib.model import AIBRSegmentor, ModelConfig, build_model
+
+FORMAT, VERSION = "aiblib", 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Safe loading
+
+
+class Placeholder:
+    """Inert stand-in for an object of a class that is not on the allow-list.
+
+    ``module`` and ``name`` say which class it stood for; ``args`` and ``state`` keep what
+    the pickle held (themselves loaded safely). Nothing of the real class is imported or run.
+    """
+
+    module = ""
+    name = ""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Placeholder":
+        obj = object.__new__(cls)
+        obj.args, obj.state = args, None
+        return obj
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<placeholder for {self.module}.{self.name}>"
+
+
+_PLACEHOLDERS: dict[tuple[str, str], type] = {}
+
+
+def _placeholder(module: str, name: str) -> type:
+    key = (module, name)
+    if key not in _PLACEHOLDERS:
+        _PLACEHOLDERS[key] = type(f"Placeholder[{module}.{name}]", (Placeholder,), {"module": module, "name": name})
+    return _PLACEHOLDERS[key]
+
+
+def _allowed() -> dict[tuple[str, str], Any]:
+    import numpy as np
+
+    allowed: dict[tuple[str, str], Any] = {
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("builtins", "set"): set,
+        ("builtins", "frozenset"): frozenset,
+        ("builtins", "slice"): slice,
+        ("builtins", "complex"): complex,
+        ("_codecs", "encode"): lambda s, enc="latin1": str(s).encode(str(enc)),
+        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+        ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+        ("torch", "Size"): torch.Size,
+        ("torch", "device"): torch.device,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(mod, "_reconstruct")] = np._core.multiarray._reconstruct
+        allowed[(mod, "scalar")] = np._core.multiarray.scalar
+    return allowed
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` whose ``find_class`` never imports: allow-list or ``Placeholder``."""
+
+    _allow: dict[tuple[str, str], Any] | None = None
+
+    def find_class(self, module: str, name: str) -> Any:
+        if SafeUnpickler._allow is None:
+            SafeUnpickler._allow = _allowed()
+        if (module, name) in SafeUnpickler._allow:
+            return SafeUnpickler._allow[(module, name)]
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        if module == "numpy.dtypes":
+            import numpy as np
+            cls = getattr(np.dtypes, name, None)
+            if isinstance(cls, type) and issubclass(cls, np.dtype):
+                return cls
+        return _placeholder(module, name)
+
+
+def _safe_pickle_module() -> types.ModuleType:
+    mod = types.ModuleType("aiblib_safe_pickle")
+    mod.Unpickler = SafeUnpickler  # type: ignore[attr-defined]
+    mod.load = lambda f, **kw: SafeUnpickler(f, **kw).load()  # type: ignore[attr-defined]
+    mod.__dict__["__name__"] = "aiblib_safe_pickle"
+    return mod
+
+
+def safe_load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Any:
+    """Load a torch checkpoint (zip or legacy format) without executing code from it.
+
+    Tensors, dicts/lists/tuples, numbers, strings, numpy values, ``torch.Size``, devices and
+    dtypes load as themselves; any other object becomes a ``Placeholder``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False, pickle_module=_safe_pickle_module())
+    except Exception as e:  # noqa: BLE001 - name the file
+        raise RuntimeError(f"could not read checkpoint {path}: {type(e).__name__}: {e}") from e
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def model_checkpoint(model: AIBRSegmentor, **extra: Any) -> dict[str, Any]:
+    """The aiblib checkpoint dict for ``model`` (``pretrained`` cleared: the weights are inside)."""
+    cfg = model.config.replace(pretrained="")
+    return {"format": FORMAT, "version": VERSION, "model_config": cfg.to_dict(), "model": model.state_dict(), **extra}
+
+
+# ---------------------------------------------------------------------------------------------
+# MMSegmentation conversion
+
+# (MMSeg prefix, aiblib prefix); the first that matches wins.
+MMSEG_RENAMES = (
+    ("backbone.att_module_mu.0.", "attention.mu_conv."),
+    ("backbone.att_module_std.0.", "attention.std_conv."),
+    ("backbone.", "backbone."),
+    ("decode_head.", "decode_head."),
+    ("auxiliary_head.", "aux_head."),
+)
+
+
+def _state_dict_of(obj: Any) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+        sd = {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        if sd:
+            return sd
+    raise ValueError("no state dict of tensors found (looked at 'state_dict', 'model' and the top level)")
+
+
+def infer_mmseg_config(sd: dict[str, torch.Tensor]) -> ModelConfig:
+    """Depth, attention, classes and head widths from an MMSeg AIBR / DeepLabV3+ state dict."""
+    def need(key: str) -> torch.Tensor:
+        if key not in sd:
+            raise ValueError(f"not an MMSegmentation DeepLabV3+ state dict: missing {key!r}")
+        return sd[key]
+
+    need("backbone.stem.0.weight")
+    bottleneck = "backbone.layer1.0.conv3.weight" in sd
+    n3 = len({int(m.group(1)) for k in sd if (m := re.match(r"backbone\.layer3\.(\d+)\.", k))})
+    depth = {(False, 2): 18, (True, 6): 50, (True, 23): 101}.get((bottleneck, n3))
+    if depth is None:
+        raise ValueError(f"unsupported ResNet: {'Bottleneck' if bottleneck else 'BasicBlock'} with {n3} blocks in stage 3")
+    aux = sd.get("auxiliary_head.convs.0.conv.weight")
+    return ModelConfig(
+        depth=depth,
+        num_classes=int(need("decode_head.conv_seg.weight").shape[0]),
+        attention="backbone.att_module_mu.0.weight" in sd,
+        aspp_channels=int(need("decode_head.bottleneck.conv.weight").shape[0]),
+        skip_channels=int(need("decode_head.c1_bottleneck.conv.weight").shape[0]),
+        aux_channels=0 if aux is None else int(aux.shape[0]),
+    )
+
+
+def convert_mmseg_state_dict(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, list[str]]]:
+    """Rename an MMSeg state dict to aiblib names and infer its ``ModelConfig``.
+
+    Returns ``(state_dict, config, report)``; report lists ``mapped`` (source keys),
+    ``unmapped`` (source keys with no aiblib counterpart, including shape mismatches) and
+    ``missing`` (aiblib keys the source did not provide). The output stride cannot be read
+    from weights: it is the reference's 8 (override with ``load_model(..., output_stride=16)``).
+    """
+    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    cfg = infer_mmseg_config(sd)
+    target = AIBRSegmentor(cfg).state_dict()
+    out: dict[str, torch.Tensor] = {}
+    report: dict[str, list[str]] = {"mapped": [], "unmapped": [], "missing": []}
+    for key, value in sd.items():
+        new = next((dst + key[len(src):] for src, dst in MMSEG_RENAMES if key.startswith(src)), None)
+        if new is None or new not in target or target[new].shape != value.shape:
+            why = "no counterpart" if new is None or new not in target else f"shape {tuple(value.shape)} != {tuple(target[new].shape)}"
+            report["unmapped"].append(f"{key} ({why})")
+            continue
+        out[new] = value
+        report["mapped"].append(key)
+    report["missing"] = sorted(set(target) - set(out))
+    return out, cfg, report
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading models
+
+
+def load_model(path: str | os.PathLike, **overrides: Any) -> AIBRSegmentor:
+    """Rebuild a model (in eval mode) from an aiblib checkpoint or an MMSegmentation one.
+
+    ``overrides`` change configuration fields, e.g. ``deterministic=True, test_samples=1``.
+    Raises ValueError naming the file when keys are missing or left over.
+    """
+    obj = safe_load(path)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        cfg = ModelConfig.from_dict({**obj["model_config"], "pretrained": "", **overrides})
+        sd = obj["model"]
+    else:
+        sd, inferred, report = convert_mmseg_state_dict(_state_dict_of(obj))
+        if report["missing"] or report["unmapped"]:
+            raise ValueError(f"{path}: MMSeg checkpoint does not match the inferred model {inferred}: "
+                             f"missing {report['missing']}, unmapped {report['unmapped']}")
+        cfg = inferred.replace(**overrides, pretrained="")
+    model = build_model(cfg)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: state dict does not match the model: missing {list(missing)}, unexpected {list(unexpected)}")
+    return model.eval()
+
+
+def load_pretrained_backbone(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
+    """Initialise ``model.backbone`` (or ``model`` if it is a backbone) from an ImageNet ResNet file.
+
+    Accepts torchvision ResNet files (``conv1``/``bn1`` 7x7 stem: the V1c stem stays random,
+    those keys are reported) and MMSegmentation ``resnet*_v1c`` files (``stem.*``, possibly
+    under ``state_dict`` and/or a ``backbone.`` prefix). Returns a report with ``format``,
+    ``loaded``, ``unused`` (file keys not loaded, with the reason) and ``missing`` (backbone keys
+    left at their initialisation).
+    """
+    backbone = getattr(model, "backbone", model)
+    sd = {k.removeprefix("backbone."): v for k, v in _state_dict_of(safe_load(path)).items()}
+    fmt = "mmseg_v1c" if any(k.startswith("stem.") for k in sd) else "torchvision"
+    own = backbone.state_dict()
+    load, unused = {}, []
+    for key, value in sd.items():
+        if key not in own:
+            unused.append(f"{key} (no counterpart)")
+        elif own[key].shape != value.shape:
+            unused.append(f"{key} (shape {tuple(value.shape)} != {tuple(own[key].shape)})")
+        else:
+            load[key] = value
+    if not load:
+        raise ValueError(f"{path}: no key matches the ResNet-V1c backbone (is it a ResNet of depth {backbone.depth}?)")
+    backbone.load_state_dict(load, strict=False)
+    return {"path": str(path), "format": fmt, "loaded": sorted(load), "unused": unused,
+            "missing": sorted(set(own) - set(load))}
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI: python -m aiblib convert SRC DST
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aiblib convert",
+                                     description="Convert an MMSegmentation AIBR / DeepLabV3+ checkpoint to aiblib.")
+    parser.add_argument("src", help="MMSegmentation checkpoint (.pth)")
+    parser.add_argument("dst", help="aiblib checkpoint to write")
+    parser.add_argument("--beta", type=float, default=None, help="beta to record in the config (default 1e-3)")
+    parser.add_argument("--output-stride", type=int, default=8, choices=(8, 16))
+    args = parser.parse_args(argv)
+    obj = safe_load(args.src)
+    try:
+        sd, cfg, report = convert_mmseg_state_dict(_state_dict_of(obj))
+    except ValueError as e:
+        print(f"error: {args.src}: {e}", file=sys.stderr)
+        return 1
+    changes: dict[str, Any] = {"output_stride": args.output_stride}
+    if args.beta is not None:
+        changes["beta"] = args.beta
+    cfg = cfg.replace(**changes)
+    print(f"{args.src}: {len(report['mapped'])} keys mapped; model {cfg.to_dict()}")
+    for key in report["unmapped"]:
+        print(f"  unmapped source key: {key}")
+    for key in report["missing"]:
+        print(f"  missing model key (left at initialisation): {key}")
+    model = build_model(cfg)
+    model.load_state_dict(sd, strict=False)
+    meta = obj.get("meta") if isinstance(obj, dict) else None
+    source = {"path": str(args.src), "unmapped": report["unmapped"], "missing": report["missing"]}
+    if isinstance(meta, dict):
+        source["meta"] = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))}
+    save_atomic(model_checkpoint(model, converted_from=source), args.dst)
+    print(f"wrote {args.dst}")
+    return 0 if not report["missing"] else 1
