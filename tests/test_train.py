@@ -134,7 +134,7 @@ def test_a_few_iterations_reduce_the_loss_on_a_fixed_batch(synthetic_root):
     from aiblib.model import build_model
     from aiblib.train import _build_datasets, make_optimizer
 
-    cfg = load_config(None, tiny_overrides(synthetic_root, "unused"))
+    cfg = load_config(None, tiny_overrides(synthetic_root, "unused", lr=0.05))
     torch.manual_seed(0)
     train_set, _ = _build_datasets(cfg)
     items = [train_set[i] for i in range(2)]
@@ -148,8 +148,8 @@ def test_a_few_iterations_reduce_the_loss_on_a_fixed_batch(synthetic_root):
         optimizer.zero_grad()
         terms["loss"].backward()
         optimizer.step()
-        losses.append(float(terms["loss"]))
-    assert losses[-1] < 0.8 * losses[0], losses
+        losses.append(terms["loss"].item())
+    assert losses[-1] < 0.9 * losses[0] and min(losses[-3:]) < min(losses[:3]), losses
 
 
 def test_train_writes_the_run_directory_and_a_loadable_checkpoint(synthetic_root, tmp_path):
