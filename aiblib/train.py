@@ -713,7 +713,7 @@ def launch(cfg: Config, nproc_per_node: int, *, env: dict[str, str] | None = Non
             assert proc.stdout is not None
             for line in proc.stdout:
                 print(line, end="", flush=True)
-                tail = (tail + [line])[-40:]
+                tail = (tail + [line])[-150:]
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} exited with {proc.returncode}:\n{''.join(tail)}")
     return cfg.resolved_run_dir()

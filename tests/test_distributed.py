@@ -19,7 +19,7 @@ def test_torchrun_two_processes_on_cpu(synthetic_root, tmp_path, capsys, monkeyp
 
     for key, value in _env().items():
         monkeypatch.setenv(key, value)
-    cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "ddp", iterations=4, batch_size=1, val_interval=4))
+    cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "ddp", iterations=4, val_interval=4))
     run = launch(cfg, 2)
     assert run == tmp_path / "ddp"
     assert capsys.readouterr().out.count("run directory:") == 1  # rank 1 is quiet
