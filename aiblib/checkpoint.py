@@ -252,7 +252,7 @@ def load_model(path: str | os.PathLike, **overrides: Any) -> AIBRSegmentor:
         if report["missing"] or report["unmapped"]:
             raise ValueError(f"{path}: MMSeg checkpoint does not match the inferred model {inferred}: "
                              f"missing {report['missing']}, unmapped {report['unmapped']}")
-        cfg = inferred.replace(**overrides, pretrained="")
+        cfg = inferred.replace(**{**overrides, "pretrained": ""})
     model = build_model(cfg)
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:

@@ -36,6 +36,14 @@ def test_output_stride_16():
     assert [tuple(f.shape[-2:]) for f in feats] == [(16, 16), (8, 8), (4, 4), (4, 4)]
 
 
+def test_model_at_output_stride_16_resizes_masks_per_stage():
+    model = tiny(output_stride=16).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 64), samples=3)
+    assert out["mu"].shape == (2, 1, 4, 4) and out["masks"].shape == (6, 1, 4, 4)
+    assert out["out"].shape == (2, 19, 16, 16) and out["sample_logits"].shape == (3, 2, 19, 16, 16)
+
+
 def test_basicblock_dilation_contracted_like_mmseg():
     net = ResNetV1c(18, output_stride=8)
     # contract_dilation: first block of a dilated stage uses half the dilation; the BasicBlock's
