@@ -581,18 +581,19 @@ def _train(cfg: Config, info: DistInfo, evaluate_model, segmentation_loss) -> Pa
                 states = [None] * info.world_size
                 dist.all_gather_object(states, rng_state())
             if info.is_main:
-                state = {
-                    "format": "aiblib", "version": 1,
-                    "model_config": dataclasses.asdict(dataclasses.replace(model.config, pretrained="")),
-                    "model": _plain_state_dict(model),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": {"name": "poly", "base_lr": cfg.lr, "min_lr": cfg.min_lr, "power": cfg.poly_power,
-                                  "max_iters": cfg.iterations, "last_lr": lr},
-                    "iteration": iteration,
-                    "world_size": info.world_size,
-                    "rng": states,
-                    "config": cfg.to_dict(),
-                }
+                from aiblib.checkpoint import model_checkpoint
+
+                state = model_checkpoint(
+                    model,
+                    optimizer=optimizer.state_dict(),
+                    scheduler={"name": "poly", "base_lr": cfg.lr, "min_lr": cfg.min_lr, "power": cfg.poly_power,
+                               "max_iters": cfg.iterations, "last_lr": lr},
+                    iteration=iteration,
+                    world_size=info.world_size,
+                    rng=states,
+                    config=cfg.to_dict(),
+                )
+                state["model"] = _plain_state_dict(model)  # CPU copies: the file loads anywhere
                 _save_checkpoint(state, ckpt_dir, keep_copy=keep)
             _barrier(info)
             tick += time.perf_counter() - t0

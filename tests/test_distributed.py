@@ -39,18 +39,16 @@ def test_torchrun_evaluation_reduces_the_confusion_matrix(synthetic_root, tmp_pa
     """Two processes score disjoint halves; the reduced result equals one process's."""
     import torch
 
-    from aiblib.checkpoint import save_atomic
+    from aiblib.checkpoint import model_checkpoint, save_atomic
     from aiblib.config import load_config
     from aiblib.evaluate import evaluate
     from aiblib.model import build_model
-    import dataclasses
 
     cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "run"))
     torch.manual_seed(0)
     model = build_model(cfg.model_config())
     ckpt = tmp_path / "model.pth"
-    save_atomic({"format": "aiblib", "version": 1, "model_config": dataclasses.asdict(model.config),
-                 "model": model.state_dict()}, ckpt)
+    save_atomic(model_checkpoint(model), ckpt)
     single = evaluate(cfg, ckpt, dataset="bdd100k", split="val", out_dir=tmp_path / "one", quiet=True)
     torchrun = Path(sys.executable).with_name("torchrun")
     args = _as_args(tiny_overrides(synthetic_root, tmp_path / "run"))

@@ -125,7 +125,6 @@ def test_colorize_heatmap_overlay_shapes_and_values():
 
 
 # ---------------------------------------------------------------- end to end (tiny model, synthetic data)
-import dataclasses  # noqa: E402
 import json  # noqa: E402
 
 from PIL import Image  # noqa: E402
@@ -135,7 +134,7 @@ from aiblib.evaluate import evaluate, evaluate_model, main  # noqa: E402
 
 
 def _tiny_checkpoint(root, tmp_path, **changes):
-    from aiblib.checkpoint import save_atomic
+    from aiblib.checkpoint import model_checkpoint, save_atomic
     from aiblib.model import build_model
     from test_train import tiny_overrides
 
@@ -143,8 +142,7 @@ def _tiny_checkpoint(root, tmp_path, **changes):
     torch.manual_seed(0)
     model = build_model(cfg.model_config())
     path = tmp_path / "tiny.pth"
-    save_atomic({"format": "aiblib", "version": 1, "model_config": dataclasses.asdict(model.config),
-                 "model": model.state_dict(), "iteration": 7}, path)
+    save_atomic(model_checkpoint(model, iteration=7), path)
     return cfg, path
 
 
