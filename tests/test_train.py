@@ -259,3 +259,14 @@ def test_kill9_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path)
     events = read_log(tmp_path / "killed", "event")
     assert list(events["event"]) == ["start", "resume", "end"]
     assert list(read_log(tmp_path / "killed", "train")["iteration"]) == list(range(1, TINY["iterations"] + 1))
+
+
+def test_bench_prints_the_table(capsys):
+    from aiblib.bench import main as bench_main
+
+    assert bench_main(["--depths", "18", "--crop", "32x32", "--test-size", "32x64", "--batch", "2", "--iters", "1",
+                       "--warmup", "0", "--narrow", "--modes", "fp32", "--attention", "both",
+                       "--output-stride", "16", "--device", "cpu"]) == 0
+    table = capsys.readouterr().out.split("\n\n")[-1].strip().splitlines()
+    assert table[0].startswith("| device | depth | attn | mode |") and len(table) == 2 + 2
+    assert "| cpu | R18 | on | fp32 | 32x32 x 2 |" in table[2] and "(4)" in table[2] and "(1)" in table[3]
