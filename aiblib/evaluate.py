@@ -31,7 +31,9 @@ The output folder (default ``<run dir>/eval/<dataset>-<split>/``), written by ra
         NNNN_<name>_mu.png/.npy   attention mu at the image's original size (float16 in [0, 1])
         NNNN_<name>_entropy.png/.npy  predictive entropy of the sample-averaged softmax (nats, float16)
         NNNN_<name>_mi.png/.npy   mutual information between samples and prediction (nats, float16;
-                                  0 with one sample). PNGs scale entropy and MI by ln(K).
+                                  0 with one sample). The entropy PNG spans [0, ln K]; the MI PNG
+                                  spans [0, the image's max MI] (exports.csv column mi_max), since
+                                  MI is often tiny; mu PNG spans [0, 1].
 """
 
 from __future__ import annotations
@@ -235,6 +237,9 @@ def _export(model, image, pred, item, *, index: int, out: Path, cfg: Config, dev
     for key, (value, vmax, cmap) in maps.items():
         full = F.interpolate(value[:1].float(), size=size, mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
         np.save(out / f"{stem}_{key}.npy", full.astype(np.float16))
+        if key == "mi":  # MI is tiny when the learned std is small: scale its picture by its own maximum
+            vmax = max(float(full.max()), 1e-12)
+            row["mi_max"] = float(full.max())
         viz.save_png(viz.heatmap(full, vmin=0.0, vmax=vmax, cmap=cmap), out / f"{stem}_{key}.png")
         row[key] = f"{stem}_{key}.png"
     return row
@@ -346,7 +351,8 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, *, dataset: str 
             cfg.save(out / "config.yaml")
             if result["exports"]:
                 with open(out / "exports" / "exports.csv", "w", newline="") as f:
-                    writer = csv.DictWriter(f, fieldnames=["index", "name", "height", "width", "pred", "mu", "entropy", "mi"])
+                    writer = csv.DictWriter(f, fieldnames=["index", "name", "height", "width", "pred", "mu", "entropy", "mi",
+                                                           "mi_max"])
                     writer.writeheader()
                     for row in result["exports"]:
                         writer.writerow(row)
