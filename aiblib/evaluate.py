@@ -265,10 +265,14 @@ def _checkpoint_identity(path: Path) -> dict:
         return info
     if isinstance(data, dict):
         info["format"] = data.get("format", "mmsegmentation" if "state_dict" in data else "unknown")
-        if "iteration" in data:
-            info["iteration"] = data["iteration"]
-        elif isinstance(data.get("meta"), dict) and "iter" in data["meta"]:
-            info["iteration"] = data["meta"]["iter"]
+        iteration = data.get("iteration")
+        if iteration is None and isinstance(data.get("meta"), dict):
+            iteration = data["meta"].get("iter")
+        if iteration is not None:
+            try:
+                info["iteration"] = int(iteration)
+            except (TypeError, ValueError):  # a placeholder for a numpy scalar, say
+                info["iteration"] = str(iteration)
     return info
 
 
@@ -282,7 +286,8 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, *, dataset: str 
     ``<run dir>/eval/<dataset>-<split>``; ``export_count`` to ``cfg.export_count``;
     ``export_indices`` (dataset positions) replaces it with an explicit list.
     The model's architecture comes from the checkpoint; ``test_samples`` and
-    ``deterministic`` from ``cfg``. Returns the ``metrics.json`` content (also on ranks > 0,
+    ``deterministic`` from ``cfg`` (and ``output_stride`` too for MMSegmentation files,
+    whose weights do not tell it). Returns the ``metrics.json`` content (also on ranks > 0,
     which write nothing). Runs distributed when launched by torchrun.
     """
     from aiblib.checkpoint import load_model
@@ -306,7 +311,11 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, *, dataset: str 
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         use_bf16, channels_last = _resolve_precision(cfg, info.device)
-        model = load_model(ckpt, test_samples=cfg.test_samples, deterministic=cfg.deterministic)
+        identity = _checkpoint_identity(ckpt)
+        overrides: dict[str, Any] = {"test_samples": cfg.test_samples, "deterministic": cfg.deterministic}
+        if identity.get("format") != "aiblib":  # weights do not tell the output stride: the config does
+            overrides["output_stride"] = cfg.output_stride
+        model = load_model(ckpt, **overrides)
         model.to(info.device).eval()
         if channels_last:
             model.to(memory_format=torch.channels_last)
@@ -328,7 +337,7 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, *, dataset: str 
             "mIoU": _none_nan(m["mIoU"]), "mAcc": _none_nan(m["mAcc"]), "aAcc": _none_nan(m["aAcc"]),
             "per_class": [{"class": c, "IoU": _none_nan(i), "Acc": _none_nan(a)}
                           for c, i, a in zip(m["classes"], m["IoU"], m["Acc"])],
-            "checkpoint": _checkpoint_identity(ckpt) if info.is_main else {"path": str(ckpt)},
+            "checkpoint": identity,
             "inference": {
                 "mode": cfg.eval_mode, "slide_crop": cfg.slide_crop, "slide_stride": cfg.slide_stride,
                 "tta_scales": cfg.tta_scales, "tta_flip": cfg.tta_flip, "test_samples": cfg.test_samples,

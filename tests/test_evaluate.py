@@ -229,3 +229,17 @@ def test_a_split_with_perfect_predictions_scores_100():
     m = result["metrics"]
     assert m["mIoU"] == pytest.approx(100.0) and m["aAcc"] == pytest.approx(100.0) and m["mAcc"] == pytest.approx(100.0)
     assert int(result["confusion"].sum()) == 3 * 12 * 20 - 3 * 20
+
+
+def test_evaluate_reads_an_mmsegmentation_checkpoint_directly(synthetic_root, tmp_path):
+    from test_checkpoint import _to_mmseg_names
+
+    from aiblib.checkpoint import safe_load
+
+    cfg, ckpt = _tiny_checkpoint(synthetic_root, tmp_path, deterministic=True)
+    mmseg = tmp_path / "iter_40000.pth"
+    torch.save({"meta": {"iter": 40000}, "state_dict": _to_mmseg_names(safe_load(ckpt)["model"])}, mmseg)
+    ours = evaluate(cfg, ckpt, dataset="bdd100k", split="val", out_dir=tmp_path / "a", quiet=True)
+    theirs = evaluate(cfg, mmseg, dataset="bdd100k", split="val", out_dir=tmp_path / "b", quiet=True)
+    assert theirs["checkpoint"]["format"] == "mmsegmentation" and theirs["checkpoint"]["iteration"] == 40000
+    assert theirs["per_class"] == ours["per_class"]
