@@ -178,7 +178,7 @@ RUNTIME_KEYS = (
     "iterations", "val_interval", "checkpoint_interval", "log_interval", "num_workers", "device",
     "threads", "progress", "resume", "data_root", "runs_root", "name", "run_dir", "eval_mode",
     "slide_crop", "slide_stride", "tta_scales", "tta_flip", "eval_seed", "export_count", "test_samples",
-    "val_dataset", "val_split", "pretrained",
+    "val_dataset", "val_split", "pretrained", "amp", "channels_last", "sync_bn", "deterministic_algorithms",
 )
 
 

@@ -18,9 +18,21 @@ From Python: ``aiblib.train.train(cfg) -> Path`` (the run directory).
 The run directory (``runs_root/name`` or ``run_dir``), written by rank 0 only::
 
     config.yaml              the resolved configuration (load_config reads it back)
-    log.jsonl                one JSON object per line, "kind" = "event" | "train" | "val"
+    log.jsonl                one JSON object per line (read_log(run_dir, kind) -> DataFrame)
     checkpoints/last.pth     latest checkpoint (written atomically)
     checkpoints/iter_NNNNNN.pth   every checkpoint_interval iterations
+
+log.jsonl records all have ``kind``, ``iteration`` and ``time`` (unix s); null = NaN:
+
+- ``event``: ``event`` = "start" (world_size, device, bf16, channels_last, batch_norm,
+  parameters, train_images, val_images), "pretrained" (path, report), "resume",
+  "nonfinite_loss" (message, lr), "end" (replica_digests, replicas_identical);
+- ``train`` (every log_interval iterations; means since the previous record, over ranks):
+  loss, loss_ce, loss_aux, loss_kl, kl_bits, lr, mu_mean, mu_min, mu_max, std_mean,
+  time_per_iter, data_time (s per iteration), images_per_s (all ranks), memory_mb,
+  memory_kind ("cuda_peak" since the previous record, or "rss");
+- ``val`` (every val_interval iterations and at the end): dataset, split, mIoU, mAcc,
+  aAcc (percent), IoU {class: percent}, seconds.
 
 Checkpoints are aiblib checkpoints (``aiblib.checkpoint.load_model`` reads them) with
 ``optimizer``, ``scheduler``, ``iteration``, ``rng`` (one entry per rank) and
