@@ -1,7 +1,7 @@
 """Print the model core's table: parameter counts, CPU training-step time, multi-sample inference.
 
 Run (takes a few minutes on 2 cores; serialise with other heavy jobs):
-    flock /tmp/aibr-cpu.lock .venv/bin/python benchmarks/bench_model.py
+    PYTHONPATH=. flock /tmp/aibr-cpu.lock .venv/bin/python benchmarks/bench_model.py
 """
 
 from __future__ import annotations
