@@ -799,7 +799,8 @@ def generate(
     """Write ``n_train``/``n_val`` images of each domain under ``root``; size is (h, w).
 
     Returns {"<domain>/<split>": count}. Writes ``root/synth.json`` with the parameters;
-    refuses (ValueError) to write into a root generated with other parameters.
+    refuses (ValueError) to write into a root generated with other parameters. Running it
+    again with the same parameters rewrites the same bytes (e.g. after an interruption).
     """
     h, w = size
     if h < 16 or w < 16:
@@ -825,6 +826,7 @@ def generate(
     tasks = [(d, split, i, seed, (h, w), str(root))
              for d in domains for split, n in (("train", n_train), ("val", n_val)) for i in range(n)]
     root.mkdir(parents=True, exist_ok=True)
+    mpath.write_text(json.dumps(manifest, indent=1) + "\n")  # first, so that an interrupted run can be repeated
     if workers > 1 and len(tasks) > 1:
         with get_context("fork").Pool(workers) as pool:
             for _ in pool.imap_unordered(_write_one, tasks, chunksize=4):
@@ -832,7 +834,6 @@ def generate(
     else:
         for task in tasks:
             _write_one(task)
-    mpath.write_text(json.dumps(manifest, indent=1) + "\n")
     return {f"{d}/{split}": n for d in domains for split, n in (("train", n_train), ("val", n_val))}
 
 

@@ -84,8 +84,6 @@ def test_bad_files_name_the_file(tmp_path: Path, problem: str) -> None:
 
 
 def test_palette_label_gives_indices(tmp_path: Path) -> None:
-    im = Image.fromarray(np.array([[0, 5], [18, 255]], np.uint8), mode="L").convert("P")
-    im.putpalette([v for i in range(256) for v in (i, 255 - i, 7)])
     im = Image.fromarray(np.array([[0, 5], [18, 255]], np.uint8), mode="P")
     im.putpalette([v for i in range(256) for v in (i, 255 - i, 7)])
     im.save(tmp_path / "p.png")

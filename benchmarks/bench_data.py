@@ -1,0 +1,203 @@
+"""Data benchmarks: generator speed, loader + training-transform throughput, class frequencies,
+and (``--gap``) the synthetic domain gap seen by a small CNN.
+
+    flock /tmp/aibr-cpu.lock .venv/bin/python benchmarks/bench_data.py [--gap] [--out DIR]
+
+Prints markdown tables. Everything is written under a temporary folder unless ``--root``
+names an existing prepared synthetic root (then the frequency table and the gap
+experiment use it as is).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's aiblib, not an installed one
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from aiblib import synth
+from aiblib import transforms as T
+from aiblib.data import CLASSES, IGNORE_INDEX, NUM_CLASSES, build_dataset
+from aiblib.prepare import prepare
+
+# Share of all pixels per trainId class in Cityscapes gtFine train, as tabulated in
+# github.com/m-birke/automotive-segmentation-datasets (cityscapes.md, "pixel-wise occ [%]").
+CITYSCAPES_PERCENT = (32.7, 5.3, 20.1, 0.59, 0.77, 1.1243, 0.1823, 0.5015, 14.3, 0.98, 3.5, 1.1, 0.1295,
+                      6.0, 0.2406, 0.2271, 0.1907, 0.0848, 0.4030)
+DOMAIN_DATASET = {"cityscapes": "cityscapes", "bdd100k": "bdd100k", "nightcity": "nightcity"}
+
+
+def bench_generator(tmp: Path, n: int, size: tuple[int, int], workers: int) -> dict:
+    start = time.perf_counter()
+    n_val = n // 5
+    counts = synth.generate(tmp / f"gen-{size[1]}x{size[0]}", n_train=n - n_val, n_val=n_val, size=size, seed=0, workers=workers)
+    seconds = time.perf_counter() - start
+    total = sum(counts.values())
+    return {"size": f"{size[1]}x{size[0]}", "images": total, "workers": workers, "seconds": seconds, "images_per_s": total / seconds}
+
+
+def bench_loader(root: Path, base: tuple[int, int], crop: tuple[int, int], workers: int, batches: int,
+                 batch_size: int = 2) -> dict:
+    ds = build_dataset("cityscapes", root, "train", T.train_transform(crop_size=crop, base_size=base))
+    torch.manual_seed(0)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True,
+                        persistent_workers=False)
+    seen = 0
+    start = None
+    it = iter(loader)
+    for i in range(batches + 1):
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(loader)
+            batch = next(it)
+        if i == 0:  # leave out worker start-up and the first batch
+            start = time.perf_counter()
+            continue
+        seen += batch["image"].shape[0]
+    seconds = time.perf_counter() - start
+    return {"image": f"{base[1]}x{base[0]}", "crop": f"{crop[1]}x{crop[0]}", "workers": workers,
+            "images_per_s": seen / seconds, "ms_per_image": 1000 * seconds / seen}
+
+
+def class_frequencies(root: Path) -> dict[str, np.ndarray]:
+    df = prepare(root, verbose=False)
+    out = {}
+    for domain, name in DOMAIN_DATASET.items():
+        rows = df[(df["dataset"] == name)]
+        weights = rows["images"].to_numpy(dtype=float)
+        freq = (rows[list(CLASSES)].to_numpy(dtype=float) * weights[:, None]).sum(0) / weights.sum()
+        out[domain] = freq
+    return out
+
+
+def tiny_cnn() -> nn.Module:
+    """A ~0.2 M-parameter fully convolutional net (stride 4, dilated context) for the gap test."""
+
+    def block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, dilation, dilation, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+    return nn.Sequential(block(3, 32, 2), block(32, 32), block(32, 64, 2), block(64, 64), block(64, 64, dilation=2),
+                         block(64, 64, dilation=4), block(64, 64, dilation=8), nn.Conv2d(64, NUM_CLASSES, 1))
+
+
+def miou(model: nn.Module, ds, max_items: int = 100) -> float:
+    conf = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64)
+    model.eval()
+    with torch.no_grad():
+        for i in range(min(len(ds), max_items)):
+            item = ds[i]
+            logits = model(item["image"][None])
+            logits = nn.functional.interpolate(logits, size=item["label"].shape, mode="bilinear", align_corners=False)
+            pred, label = logits.argmax(1)[0].reshape(-1), item["label"].reshape(-1)
+            keep = label != IGNORE_INDEX
+            conf += torch.bincount(label[keep] * NUM_CLASSES + pred[keep], minlength=NUM_CLASSES ** 2).view(NUM_CLASSES, NUM_CLASSES)
+    inter = conf.diag().double()
+    union = conf.sum(0).double() + conf.sum(1).double() - inter
+    present = union > 0
+    return float((inter[present] / union[present]).mean() * 100)
+
+
+def gap_experiment(root: Path, iters: int, train_on: str, size: tuple[int, int]) -> dict:
+    torch.manual_seed(0)
+    crop = (size[0] // 2, size[1] // 2)
+    train = build_dataset(train_on, root, "train", T.train_transform(crop_size=crop, base_size=size))
+    loader = DataLoader(train, batch_size=8, shuffle=True, num_workers=1, drop_last=True)
+    model = tiny_cnn()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=iters, pct_start=0.1)
+    step, start = 0, time.perf_counter()
+    while step < iters:
+        for batch in loader:
+            model.train()
+            logits = nn.functional.interpolate(model(batch["image"]), size=batch["label"].shape[-2:], mode="bilinear", align_corners=False)
+            loss = nn.functional.cross_entropy(logits, batch["label"], ignore_index=IGNORE_INDEX)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step >= iters:
+                break
+    result = {"train_on": train_on, "iters": iters, "train_s": time.perf_counter() - start, "final_loss": float(loss.detach())}
+    test = T.test_transform(base_size=size)
+    for name in ("cityscapes", "bdd100k", "nightcity"):
+        result[name] = miou(model, build_dataset(name, root, "val", test))
+    return result
+
+
+def table(rows: list[dict], cols: list[str], fmt: dict | None = None) -> str:
+    fmt = fmt or {}
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt.get(c, "{}").format(r[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", default="", help="an existing prepared synthetic root (512x256) to reuse")
+    parser.add_argument("--n", type=int, default=500, help="images per domain (4/5 train, 1/5 val) for the generator timing")
+    parser.add_argument("--batches", type=int, default=20, help="batches of 2 per loader measurement")
+    parser.add_argument("--gap", action="store_true", help="also run the domain-gap experiment")
+    parser.add_argument("--gap-iters", type=int, default=400)
+    parser.add_argument("--out", default="", help="write results.json here")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="aibr-bench-data-") as tmpdir:
+        tmp = Path(tmpdir)
+        gen = [bench_generator(tmp, args.n, (256, 512), 2)]
+        print("## Generator (3 domains, train + val)\n")
+        print(table(gen, ["size", "images", "workers", "seconds", "images_per_s"], {"seconds": "{:.1f}", "images_per_s": "{:.1f}"}))
+        root = Path(args.root) if args.root else tmp / "gen-512x256"
+        big = tmp / "big"
+        t0 = time.perf_counter()
+        synth.generate(big, n_train=12, n_val=0, size=(1024, 2048), seed=0, domains=("cityscapes",), workers=2)
+        gen_big = 12 / (time.perf_counter() - t0)
+        prepare(big, verbose=False, splits=("train",))
+        loader_rows = []
+        for workers in (0, 2):
+            loader_rows.append(bench_loader(big, (1024, 2048), (512, 1024), workers, args.batches // 2))
+            loader_rows.append(bench_loader(root if args.root else _prepared(root), (256, 512), (128, 256), workers, args.batches))
+        print(f"\n(generator at 2048x1024: {gen_big:.2f} images/s with 2 workers)\n")
+        print("## Loader + training transform (cityscapes layout, batch 2, decode + resize/crop/flip/photometric/pad/normalize)\n")
+        print(table(loader_rows, ["image", "crop", "workers", "images_per_s", "ms_per_image"], {"images_per_s": "{:.1f}", "ms_per_image": "{:.0f}"}))
+        freqs = class_frequencies(root)
+        real = np.array(CITYSCAPES_PERCENT) / sum(CITYSCAPES_PERCENT)
+        rows = [{"class": c, **{d: 100 * f[i] for d, f in freqs.items()}, "Cityscapes": 100 * real[i]} for i, c in enumerate(CLASSES)]
+        tv = {d: 0.5 * float(np.abs(f - real).sum()) for d, f in freqs.items()}
+        rows.append({"class": "total variation vs Cityscapes", **tv, "Cityscapes": 0.0})
+        print("\n## Class pixel frequencies (% of labelled pixels, train+val)\n")
+        print(table(rows, ["class", *freqs, "Cityscapes"], {k: "{:.2f}" for k in [*freqs, "Cityscapes"]}))
+        results.update(generator=gen, generator_2048_images_per_s=gen_big, loader=loader_rows,
+                       frequencies={d: f.tolist() for d, f in freqs.items()}, total_variation=tv)
+        if args.gap:
+            gap_rows = [gap_experiment(root, args.gap_iters, src, (256, 512)) for src in ("cityscapes", "bdd100k", "nightcity")]
+            print(f"\n## Domain gap: tiny CNN ({sum(p.numel() for p in tiny_cnn().parameters()) / 1e3:.0f} k params), "
+                  f"{args.gap_iters} iterations of batch 8 at 256x128 crops, mIoU % on each val split\n")
+            print(table(gap_rows, ["train_on", "cityscapes", "bdd100k", "nightcity", "train_s"],
+                        {"cityscapes": "{:.1f}", "bdd100k": "{:.1f}", "nightcity": "{:.1f}", "train_s": "{:.0f}"}))
+            results["gap"] = gap_rows
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "bench_data.json").write_text(json.dumps(results, indent=1))
+
+
+def _prepared(root: Path) -> Path:
+    if not (root / "aiblib_summary.csv").exists():
+        prepare(root, verbose=False)
+    return root
+
+
+if __name__ == "__main__":
+    main()
