@@ -102,6 +102,14 @@ class Config:
     tta_flip: bool = _f(False, "also average the horizontally flipped view")
     eval_seed: int = _f(0, "seed of the attention noise at test time")
     export_count: int = _f(0, "export prediction, mu and uncertainty maps for the first N images")
+    eval_targets: list[str] = _f([], "'dataset:split' entries the evaluation notebook scores, e.g. ['cityscapes:val', 'bdd100k:val']")
+    # --- experiment (read by the notebooks and the Makefile; the engine only records them) ---
+    protocol: str = _f("", "'dg' (train Cityscapes, test BDD100K) | 'night' (train Cityscapes+NightCity) | ''")
+    synthetic: bool = _f(False, "data_root holds the generated synthetic domains (generate them if missing)")
+    synth_train: int = _f(300, "synthetic training images per domain")
+    synth_val: int = _f(60, "synthetic validation images per domain")
+    synth_size: list[int] = _f([256, 512], "synthetic image size (h, w)")
+    synth_seed: int = _f(0, "seed of the synthetic generator")
 
     # ------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -110,7 +118,7 @@ class Config:
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))
         _check_choice("eval_mode", self.eval_mode, ("whole", "slide"))
         _check_choice("loss_reduction", self.loss_reduction, ("all", "valid"))
-        for key in ("crop_size", "base_size", "slide_crop", "slide_stride"):
+        for key in ("crop_size", "base_size", "slide_crop", "slide_stride", "synth_size"):
             value = getattr(self, key)
             if len(value) != 2 or min(value) <= 0:
                 raise ValueError(f"config key {key!r}: expected [height, width] of positive ints, got {value!r}")
@@ -121,9 +129,13 @@ class Config:
         for key in ("iterations", "batch_size", "log_interval"):
             if getattr(self, key) < 1:
                 raise ValueError(f"config key {key!r} must be >= 1, got {getattr(self, key)!r}")
-        for key in ("num_workers", "val_interval", "checkpoint_interval", "threads", "export_count"):
+        for key in ("num_workers", "val_interval", "checkpoint_interval", "threads", "export_count", "synth_train",
+                    "synth_val"):
             if getattr(self, key) < 0:
                 raise ValueError(f"config key {key!r} must be >= 0, got {getattr(self, key)!r}")
+        for target in self.eval_targets:
+            if target.count(":") != 1 or not all(target.split(":")):
+                raise ValueError(f"config key 'eval_targets': expected 'dataset:split' entries, got {target!r}")
         if self.lr <= 0 or self.min_lr < 0:
             raise ValueError(f"config keys 'lr' ({self.lr}) must be > 0 and 'min_lr' ({self.min_lr}) >= 0")
 
@@ -179,6 +191,7 @@ RUNTIME_KEYS = (
     "threads", "progress", "resume", "data_root", "runs_root", "name", "run_dir", "eval_mode",
     "slide_crop", "slide_stride", "tta_scales", "tta_flip", "eval_seed", "export_count", "test_samples",
     "val_dataset", "val_split", "pretrained", "amp", "channels_last", "sync_bn", "deterministic_algorithms",
+    "eval_targets", "protocol", "synthetic", "synth_train", "synth_val", "synth_size", "synth_seed",
 )
 
 

@@ -98,3 +98,18 @@ def test_model_keys_match_model_config():
         assert getattr(Config(), key) == getattr(model.ModelConfig(), key), key
     mc = Config(depth=18, beta=0.5).model_config()
     assert isinstance(mc, model.ModelConfig) and mc.depth == 18 and mc.beta == 0.5
+
+
+def test_the_projects_parameter_files_load(tmp_path):
+    """Every key the notebooks' parameter files use is a config key (checked on the lead's files when present)."""
+    from pathlib import Path
+
+    params = sorted(Path(__file__).resolve().parents[1].glob("params/**/*.yaml"))
+    for path in params:
+        load_config(path)
+    path = tmp_path / "nb.yaml"
+    path.write_text("protocol: dg\nsynthetic: true\nsynth_size: [64, 128]\neval_targets: ['cityscapes:val', 'bdd100k:val']\n")
+    cfg = load_config(path)
+    assert cfg.eval_targets == ["cityscapes:val", "bdd100k:val"] and cfg.synth_size == [64, 128]
+    with pytest.raises(ValueError, match="eval_targets"):
+        load_config(None, {"eval_targets": ["bdd100k"]})
