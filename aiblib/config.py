@@ -95,6 +95,7 @@ class Config:
     run_dir: str = _f("", "explicit run directory (overrides runs_root/name)")
     resume: bool = _f(True, "continue from run_dir/checkpoints/last.pth when it exists; false refuses to reuse a run directory holding checkpoints")
     # --- evaluation ---
+    checkpoint: str = _f("", "checkpoint to evaluate (aiblib or MMSegmentation file); '' = run_dir/checkpoints/last.pth")
     eval_mode: str = _f("whole", "'whole' image at once or 'slide' windows")
     slide_crop: list[int] = _f([512, 1024], "slide window (h, w)")
     slide_stride: list[int] = _f([341, 341], "slide stride (h, w)")
@@ -191,7 +192,7 @@ RUNTIME_KEYS = (
     "threads", "progress", "resume", "data_root", "runs_root", "name", "run_dir", "eval_mode",
     "slide_crop", "slide_stride", "tta_scales", "tta_flip", "eval_seed", "export_count", "test_samples",
     "val_dataset", "val_split", "pretrained", "amp", "channels_last", "sync_bn", "deterministic_algorithms",
-    "eval_targets", "protocol", "synthetic", "synth_train", "synth_val", "synth_size", "synth_seed",
+    "checkpoint", "eval_targets", "protocol", "synthetic", "synth_train", "synth_val", "synth_size", "synth_seed",
 )
 
 

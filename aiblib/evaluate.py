@@ -6,8 +6,8 @@
         -p dataset bdd100k -p split val -p export_count 8
     torchrun --standalone --nproc_per_node=4 -m aiblib evaluate -f ... --checkpoint ...
 
-``--checkpoint`` takes an aiblib checkpoint or an MMSegmentation AIBR checkpoint
-(converted on the fly); without it, the run's ``checkpoints/last.pth``.
+``--checkpoint`` (or ``-p checkpoint``) takes an aiblib checkpoint or an MMSegmentation AIBR
+checkpoint (converted on the fly); without it, the run's ``checkpoints/last.pth``.
 ``-p dataset`` / ``-p split`` (or ``--dataset`` / ``--split``) choose what is scored
 (default: the config's ``val_dataset`` / ``val_split``); every other ``-p`` is a config key.
 
@@ -281,7 +281,8 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, *, dataset: str 
              export_indices: Sequence[int] | None = None, quiet: bool = False) -> dict:
     """Score ``checkpoint`` on ``dataset``/``split`` and write the output folder.
 
-    ``checkpoint``: aiblib or MMSegmentation file (default ``<run dir>/checkpoints/last.pth``);
+    ``checkpoint``: aiblib or MMSegmentation file (default ``cfg.checkpoint``, or else
+    ``<run dir>/checkpoints/last.pth``);
     ``dataset``/``split`` default to ``cfg.val_dataset``/``cfg.val_split``; ``out_dir`` to
     ``<run dir>/eval/<dataset>-<split>``; ``export_count`` to ``cfg.export_count``;
     ``export_indices`` (dataset positions) replaces it with an explicit list.
@@ -298,6 +299,7 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, *, dataset: str 
     dataset = dataset or cfg.val_dataset
     split = split or cfg.val_split
     export_count = cfg.export_count if export_count is None else export_count
+    checkpoint = checkpoint or cfg.checkpoint
     ckpt = Path(checkpoint) if checkpoint else cfg.resolved_run_dir() / "checkpoints" / "last.pth"
     if not ckpt.is_file():
         raise FileNotFoundError(f"checkpoint not found: {ckpt.resolve()}")
@@ -397,7 +399,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m aiblib evaluate", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
-    parser.add_argument("--checkpoint", help="aiblib or MMSegmentation checkpoint (default: the run's last.pth)")
+    parser.add_argument("--checkpoint", help="aiblib or MMSegmentation checkpoint (default: -p checkpoint, "
+                        "else the run's last.pth)")
     parser.add_argument("--dataset", help="dataset to score (default: val_dataset); also -p dataset NAME")
     parser.add_argument("--split", help="split to score (default: val_split); also -p split NAME")
     parser.add_argument("--out", help="output folder (default: <run dir>/eval/<dataset>-<split>)")

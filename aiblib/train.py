@@ -541,7 +541,7 @@ def _train(cfg: Config, info: DistInfo, evaluate_model, segmentation_loss) -> Pa
         if info.distributed:
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         if finite.item() == 0:
-            values = {k: float(v) for k, v in terms.items()}
+            values = {k: float(v.detach()) for k, v in terms.items()}
             message = (f"non-finite loss at iteration {iteration + 1} ({values}); stopping. "
                        f"The last good checkpoint is kept: {last_path if last_path.exists() else 'none was written yet'}")
             log.write("event", iteration + 1, event="nonfinite_loss", message=message, lr=lr)
@@ -588,6 +588,12 @@ def _train(cfg: Config, info: DistInfo, evaluate_model, segmentation_loss) -> Pa
         if keep or iteration == cfg.iterations:
             t0 = time.perf_counter()
             _sync_buffers(model, info)
+            if not all(bool(t.isfinite().all()) for t in model.state_dict().values() if t.is_floating_point()):
+                message = (f"non-finite weights after iteration {iteration}; stopping without saving. The last good "
+                           f"checkpoint is kept: {last_path if last_path.exists() else 'none was written yet'}")
+                log.write("event", iteration, event="nonfinite_weights", message=message)
+                bar.close()
+                raise NonFiniteLossError(message)
             states = [rng_state()]
             if info.distributed:
                 states = [None] * info.world_size

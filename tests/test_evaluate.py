@@ -190,7 +190,7 @@ def test_evaluate_cli_slide_tta_and_deterministic(synthetic_root, tmp_path, caps
 
     args = _as_args(tiny_overrides(synthetic_root, tmp_path / "run", eval_mode="slide", slide_crop=[32, 48],
                                    slide_stride=[24, 32], tta_scales=[0.75, 1.0], tta_flip=True, deterministic=True))
-    assert main([*args, "--checkpoint", str(ckpt), "-p", "dataset", "nightcity", "-p", "split", "val",
+    assert main([*args, "-p", "checkpoint", str(ckpt), "-p", "dataset", "nightcity", "-p", "split", "val",
                  "--export-indices", "1"]) == 0
     printed = capsys.readouterr().out
     assert "mIoU" in printed and "nightcity/val" in printed
