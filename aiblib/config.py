@@ -1,0 +1,333 @@
+"""One flat configuration for data, model, schedule, run and evaluation.
+
+The keys are the parameter names of ``params/*.yaml`` and of the notebooks'
+``parameters`` cells. A configuration is read like papermill reads parameters::
+
+    cfg = load_config("params/synthetic-dg.yaml", {"iterations": 200})
+    cfg = load_config("params/synthetic-dg.yaml", ["iterations=200", "beta=1.0e-4"])
+
+and on the command line ``-f params/x.yaml -p iterations 200 -p beta 1e-4``.
+Precedence: defaults < file < overrides. Unknown keys and wrong types raise a
+``ValueError`` that names the key (and the file). The model keys are exactly the
+field names of :class:`aiblib.model.ModelConfig`.
+
+Note on YAML: PyYAML reads ``1e-4`` (no dot) as a *string*; float keys accept such
+strings when they parse as numbers, but ``1.0e-4`` is the portable spelling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+__all__ = ["Config", "load_config", "parse_overrides", "MODEL_KEYS", "RUNTIME_KEYS"]
+
+
+def _f(default: Any, doc: str) -> Any:
+    """A dataclass field with a documented default (lists get a fresh copy)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda d=default: list(d), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass
+class Config:
+    """Every key of a run. Each field's ``metadata["doc"]`` is its one-line description."""
+
+    # --- model (exactly aiblib.model.ModelConfig's fields) ---
+    depth: int = _f(50, "ResNet-V1c depth: 18, 50 or 101")
+    num_classes: int = _f(19, "number of classes (19 Cityscapes trainIds)")
+    output_stride: int = _f(8, "backbone output stride: 8 (reference) or 16 (about 3x cheaper)")
+    attention: bool = _f(True, "AIB spatial attention on (AIBR) or off (plain DeepLabV3+ baseline)")
+    beta: float = _f(1e-3, "weight of the KL (bits) term; 0 keeps the attention without the term")
+    train_samples: int = _f(1, "attention masks sampled per image in training")
+    test_samples: int = _f(4, "attention masks sampled per image at test time (logits averaged)")
+    deterministic: bool = _f(False, "use mask = mu (no sampling), n = 1")
+    aspp_channels: int = _f(512, "ASPP / decoder width")
+    skip_channels: int = _f(48, "c1 skip projection width")
+    aux_channels: int = _f(256, "auxiliary FCN head width (0 = no auxiliary head)")
+    dropout: float = _f(0.1, "dropout before the classifiers")
+    pretrained: str = _f("", "local ImageNet ResNet-V1c / torchvision ResNet file for the backbone; '' = from scratch")
+    # --- loss ---
+    aux_weight: float = _f(0.4, "weight of the auxiliary cross-entropy")
+    loss_reduction: str = _f("all", "'all': mean over all pixels, ignored count 0 (reference); 'valid': over labelled pixels")
+    # --- data ---
+    data_root: str = _f("data", "folder holding cityscapes/, bdd100k/, nightcity-fine/")
+    train_dataset: str = _f("cityscapes", "cityscapes | bdd100k | nightcity | cityscapes+nightcity")
+    train_split: str = _f("train", "split used for training")
+    val_dataset: str = _f("cityscapes", "dataset scored during training and by default in evaluation")
+    val_split: str = _f("val", "split scored during training and by default in evaluation")
+    crop_size: list[int] = _f([512, 1024], "training crop (h, w)")
+    base_size: list[int] = _f([1024, 2048], "base scale (h, w): train ratios are relative to it, test images fit inside it")
+    ratio_range: list[float] = _f([0.5, 2.0], "random resize ratio range for training")
+    cat_max_ratio: float = _f(0.75, "a crop is redrawn (up to 10 times) while one class covers more than this")
+    flip_prob: float = _f(0.5, "horizontal flip probability")
+    photometric: bool = _f(True, "photometric distortion in training")
+    batch_size: int = _f(2, "images per process per iteration")
+    num_workers: int = _f(2, "DataLoader worker processes per process")
+    # --- schedule ---
+    iterations: int = _f(40000, "training iterations")
+    lr: float = _f(0.01, "SGD base learning rate")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(5e-4, "SGD weight decay")
+    poly_power: float = _f(0.9, "poly schedule power")
+    min_lr: float = _f(1e-4, "poly schedule floor")
+    val_interval: int = _f(4000, "validate every N iterations (0 = only at the end)")
+    checkpoint_interval: int = _f(4000, "keep a checkpoint every N iterations ('last' is also written then)")
+    log_interval: int = _f(50, "write a log.jsonl record every N iterations")
+    seed: int = _f(0, "seed for weights, sampling order, augmentation and attention noise")
+    deterministic_algorithms: bool = _f(False, "torch.use_deterministic_algorithms (bit-exact CPU runs and resumes)")
+    amp: str = _f("auto", "'auto' (bf16 on CUDA, off on CPU) | 'bf16' | 'off'")
+    channels_last: bool | str = _f("auto", "'auto' (on CUDA, off on CPU) | true | false")
+    device: str = _f("auto", "'auto' (CUDA when available) | 'cpu' | 'cuda'")
+    sync_bn: bool = _f(True, "SyncBatchNorm under DDP on CUDA (torch has no SyncBN on CPU/gloo: plain BN there)")
+    threads: int = _f(0, "torch.set_num_threads per process (0 = torch's default)")
+    progress: bool = _f(True, "tqdm progress bar on rank 0 (always off when the CI variable is set)")
+    # --- run ---
+    runs_root: str = _f("runs", "parent of run directories")
+    name: str = _f("run", "run name: the run directory is runs_root/name")
+    run_dir: str = _f("", "explicit run directory (overrides runs_root/name)")
+    resume: bool = _f(True, "continue from run_dir/checkpoints/last.pth when it exists; false refuses to reuse a run directory holding checkpoints")
+    # --- evaluation ---
+    checkpoint: str = _f("", "checkpoint to evaluate (aiblib or MMSegmentation file); '' = run_dir/checkpoints/last.pth")
+    eval_mode: str = _f("whole", "'whole' image at once or 'slide' windows")
+    slide_crop: list[int] = _f([512, 1024], "slide window (h, w)")
+    slide_stride: list[int] = _f([341, 341], "slide stride (h, w)")
+    tta_scales: list[float] = _f([1.0], "test scales relative to the test size, e.g. [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]")
+    tta_flip: bool = _f(False, "also average the horizontally flipped view")
+    eval_seed: int = _f(0, "seed of the attention noise at test time")
+    export_count: int = _f(0, "export prediction, mu and uncertainty maps for the first N images")
+    eval_targets: list[str] = _f([], "'dataset:split' entries the evaluation notebook scores, e.g. ['cityscapes:val', 'bdd100k:val']")
+    # --- experiment (read by the notebooks and the Makefile; the engine only records them) ---
+    protocol: str = _f("", "'dg' (train Cityscapes, test BDD100K) | 'night' (train Cityscapes+NightCity) | ''")
+    synthetic: bool = _f(False, "data_root holds the generated synthetic domains (generate them if missing)")
+    synth_train: int = _f(300, "synthetic training images per domain")
+    synth_val: int = _f(60, "synthetic validation images per domain")
+    synth_size: list[int] = _f([256, 512], "synthetic image size (h, w)")
+    synth_seed: int = _f(0, "seed of the synthetic generator")
+
+    # ------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        _check_choice("amp", self.amp, ("auto", "bf16", "off"))
+        _check_choice("channels_last", self.channels_last, ("auto", True, False))
+        _check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        _check_choice("eval_mode", self.eval_mode, ("whole", "slide"))
+        _check_choice("loss_reduction", self.loss_reduction, ("all", "valid"))
+        for key in ("crop_size", "base_size", "slide_crop", "slide_stride", "synth_size"):
+            value = getattr(self, key)
+            if len(value) != 2 or min(value) <= 0:
+                raise ValueError(f"config key {key!r}: expected [height, width] of positive ints, got {value!r}")
+        if len(self.ratio_range) != 2 or not 0 < self.ratio_range[0] <= self.ratio_range[1]:
+            raise ValueError(f"config key 'ratio_range': expected [low, high] with 0 < low <= high, got {self.ratio_range!r}")
+        if not self.tta_scales or min(self.tta_scales) <= 0:
+            raise ValueError(f"config key 'tta_scales': expected a non-empty list of positive ratios, got {self.tta_scales!r}")
+        for key in ("iterations", "batch_size", "log_interval"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"config key {key!r} must be >= 1, got {getattr(self, key)!r}")
+        for key in ("num_workers", "val_interval", "checkpoint_interval", "threads", "export_count", "synth_train",
+                    "synth_val"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"config key {key!r} must be >= 0, got {getattr(self, key)!r}")
+        for target in self.eval_targets:
+            if target.count(":") != 1 or not all(target.split(":")):
+                raise ValueError(f"config key 'eval_targets': expected 'dataset:split' entries, got {target!r}")
+        if self.lr <= 0 or self.min_lr < 0:
+            raise ValueError(f"config keys 'lr' ({self.lr}) must be > 0 and 'min_lr' ({self.min_lr}) >= 0")
+
+    # ------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> "Config":
+        """Build from a mapping; every key is checked (unknown key / wrong type -> ValueError)."""
+        return cls(**_coerce_all(d, source=source))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists, not tuples) in field order: what config.yaml and checkpoints hold."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with some keys changed (checked like any override)."""
+        return Config.from_dict({**self.to_dict(), **changes}, source="replace()")
+
+    def model_config(self):
+        """The :class:`aiblib.model.ModelConfig` made of this configuration's model keys."""
+        from aiblib.model import ModelConfig
+
+        return ModelConfig.from_dict({k: getattr(self, k) for k in MODEL_KEYS})
+
+    def resolved_run_dir(self) -> Path:
+        """``run_dir`` when set, else ``runs_root/name``."""
+        return Path(self.run_dir) if self.run_dir else Path(self.runs_root) / self.name
+
+    def save(self, path: str | Path) -> None:
+        """Write as YAML (the same format ``load_config`` reads)."""
+        Path(path).write_text(self.dump())
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    @staticmethod
+    def describe() -> str:
+        """One line per key: name, type, default, description (for ``--help-config``)."""
+        hints = typing.get_type_hints(Config)
+        lines = []
+        for f in dataclasses.fields(Config):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            lines.append(f"{f.name:<26} {_type_name(hints[f.name]):<12} {default!r:<14} {f.metadata['doc']}")
+        return "\n".join(lines)
+
+
+MODEL_KEYS = (
+    "depth", "num_classes", "output_stride", "attention", "beta", "train_samples", "test_samples",
+    "deterministic", "aspp_channels", "skip_channels", "aux_channels", "dropout", "pretrained",
+)
+# keys that may change when a run is resumed (everything else must match the saved config.yaml)
+RUNTIME_KEYS = (
+    "iterations", "val_interval", "checkpoint_interval", "log_interval", "num_workers", "device",
+    "threads", "progress", "resume", "data_root", "runs_root", "name", "run_dir", "eval_mode",
+    "slide_crop", "slide_stride", "tta_scales", "tta_flip", "eval_seed", "export_count", "test_samples",
+    "val_dataset", "val_split", "pretrained", "amp", "channels_last", "sync_bn", "deterministic_algorithms",
+    "checkpoint", "eval_targets", "protocol", "synthetic", "synth_train", "synth_val", "synth_size", "synth_seed",
+)
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | Iterable[str] | None = None,
+    *,
+    ignore_keys: Iterable[str] = (),
+) -> Config:
+    """Defaults, then the YAML file at ``path`` (if any), then ``overrides``.
+
+    ``overrides`` is a dict of typed values (a notebook's parameters) or a list of
+    ``"name=value"`` strings whose values are read as YAML (``true``, ``3``,
+    ``[64, 64]``); a string key keeps the raw text. ``ignore_keys`` names keys the
+    file may hold for something else (e.g. a notebook's own parameters); they are dropped.
+    """
+    merged: dict[str, Any] = {}
+    ignore = set(ignore_keys)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"parameter file not found: {path.resolve()}")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of parameters at the top level, got {type(data).__name__}")
+        file_values = _coerce_all({k: v for k, v in data.items() if k not in ignore}, source=str(path))
+        merged.update(file_values)
+    if overrides:
+        if isinstance(overrides, dict):
+            values = _coerce_all({k: v for k, v in overrides.items() if k not in ignore}, source="overrides")
+        else:
+            values = parse_overrides(list(overrides))
+        merged.update(values)
+    return Config(**merged)
+
+
+def parse_overrides(items: list[str] | list[tuple[str, str]]) -> dict[str, Any]:
+    """Typed values from ``["name=value", ...]`` or ``[(name, value), ...]`` (command-line text)."""
+    hints = typing.get_type_hints(Config)
+    out: dict[str, Any] = {}
+    for item in items:
+        if isinstance(item, str):
+            if "=" not in item:
+                raise ValueError(f"override {item!r}: expected name=value")
+            key, text = item.split("=", 1)
+        else:
+            key, text = item
+        key = key.strip()
+        if key not in hints:
+            raise ValueError(_unknown(key, "command-line override"))
+        if hints[key] is str:
+            value: Any = text  # a string key keeps its raw text (papermill would turn '123' into an int)
+        else:
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ValueError(f"override {key}={text!r}: not a YAML value ({exc})") from None
+        out[key] = _coerce(key, value, hints[key], source="command-line override")
+    return out
+
+
+# ----------------------------------------------------------------------
+def _coerce_all(d: dict[str, Any], *, source: str) -> dict[str, Any]:
+    hints = typing.get_type_hints(Config)
+    out = {}
+    for key, value in d.items():
+        if key not in hints:
+            raise ValueError(_unknown(key, source))
+        out[key] = _coerce(key, value, hints[key], source=source)
+    return out
+
+
+def _unknown(key: str, source: str) -> str:
+    import difflib
+
+    names = [f.name for f in dataclasses.fields(Config)]
+    close = difflib.get_close_matches(str(key), names, n=3)
+    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+    return f"{source}: unknown config key {key!r}{hint}"
+
+
+def _coerce(key: str, value: Any, tp: Any, *, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; the only conversions are
+    int -> float, numeric str -> float (YAML's '1e-4'), and tuple -> list."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(key, value, option, source=source)
+            except ValueError:
+                pass
+        raise ValueError(f"{source}: config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{source}: config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+        return [_coerce(f"{key}[{i}]", v, item_tp, source=source) for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+            else:
+                if not math.isnan(number):
+                    return number
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - only the types above are used
+        raise TypeError(f"unsupported config type {tp!r} for {key!r}")
+    raise ValueError(f"{source}: config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def _check_choice(key: str, value: Any, choices: tuple) -> None:
+    if not any(type(value) is type(c) and value == c for c in choices):
+        raise ValueError(f"config key {key!r} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def _type_name(tp: Any) -> str:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is list:
+        return f"list[{_type_name(args[0])}]"
+    if args:
+        return " | ".join(_type_name(a) for a in args)
+    return getattr(tp, "__name__", str(tp))
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

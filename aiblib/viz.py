@@ -1,0 +1,223 @@
+"""Pictures for the notebooks: label colours, heat maps, overlays, training curves.
+
+Every function takes numpy arrays or tensors and returns uint8 RGB arrays
+(H, W, 3) or matplotlib figures; nothing here reads configuration or writes files
+except :func:`save_png`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "to_numpy", "colorize", "heatmap", "overlay", "blend_labels", "denormalize_image",
+    "save_png", "legend_handles", "show_images", "plot_training", "plot_per_class",
+]
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Tensor or array -> numpy array on the CPU (no copy for numpy input)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu").numpy()
+    return np.asarray(x)
+
+
+def _palette(palette: Sequence[Sequence[int]] | None) -> np.ndarray:
+    if palette is None:
+        from aiblib.data import PALETTE
+
+        palette = PALETTE
+    return np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+
+
+def colorize(label: Any, palette: Sequence[Sequence[int]] | None = None, ignore_color: Sequence[int] = (0, 0, 0)) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 in the Cityscapes palette; 255 (and any
+    id outside the palette) gets ``ignore_color``."""
+    label = to_numpy(label).astype(np.int64)
+    if label.ndim != 2:
+        raise ValueError(f"colorize expects an (H, W) label map, got shape {label.shape}")
+    colors = _palette(palette)
+    table = np.tile(np.asarray(ignore_color, dtype=np.uint8), (256, 1))
+    table[: len(colors)] = colors
+    return table[np.clip(label, 0, 255)]
+
+
+def heatmap(values: Any, *, vmin: float | None = 0.0, vmax: float | None = 1.0, cmap: str = "magma") -> np.ndarray:
+    """(H, W) floats -> (H, W, 3) uint8 through a matplotlib colormap; ``vmin``/``vmax``
+    None means the map's own min / max. NaN is drawn black."""
+    import matplotlib
+
+    values = to_numpy(values).astype(np.float32)
+    if values.ndim == 3 and values.shape[0] == 1:
+        values = values[0]
+    lo = np.nanmin(values) if vmin is None else vmin
+    hi = np.nanmax(values) if vmax is None else vmax
+    scaled = np.clip((values - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    rgb = matplotlib.colormaps[cmap](np.nan_to_num(scaled, nan=0.0))[..., :3]
+    rgb[np.isnan(values)] = 0
+    return (rgb * 255 + 0.5).astype(np.uint8)
+
+
+def denormalize_image(image: Any) -> np.ndarray:
+    """A model input (3, H, W) normalized float, or a uint8 (3, H, W) / (H, W, 3) image
+    -> (H, W, 3) uint8 RGB."""
+    arr = to_numpy(image)
+    if arr.ndim != 3:
+        raise ValueError(f"expected a 3-D image, got shape {arr.shape}")
+    if arr.shape[0] == 3 and arr.shape[-1] != 3:
+        arr = arr.transpose(1, 2, 0)
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    from aiblib.data import MEAN, STD
+
+    out = arr * np.asarray(STD, dtype=np.float32) + np.asarray(MEAN, dtype=np.float32)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _resize_rgb(rgb: np.ndarray, size: tuple[int, int], *, nearest: bool) -> np.ndarray:
+    if rgb.shape[:2] == tuple(size):
+        return rgb
+    from PIL import Image
+
+    resample = Image.NEAREST if nearest else Image.BILINEAR
+    return np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), resample))
+
+
+def overlay(image: Any, values: Any, *, alpha: float = 0.5, vmin: float | None = 0.0, vmax: float | None = 1.0,
+            cmap: str = "magma") -> np.ndarray:
+    """Blend a heat map of ``values`` (h, w) over ``image`` (H, W, 3 uint8 or a model
+    input); the map is resized (bilinear) to the image size. Returns (H, W, 3) uint8."""
+    img = denormalize_image(image)
+    heat = _resize_rgb(heatmap(values, vmin=vmin, vmax=vmax, cmap=cmap), img.shape[:2], nearest=False)
+    return (img.astype(np.float32) * (1 - alpha) + heat.astype(np.float32) * alpha + 0.5).astype(np.uint8)
+
+
+def blend_labels(image: Any, label: Any, *, alpha: float = 0.5, palette: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """Class colours over an image (ignored pixels keep the image); label resized nearest."""
+    img = denormalize_image(image)
+    lab = to_numpy(label).astype(np.int64)
+    color = _resize_rgb(colorize(lab, palette), img.shape[:2], nearest=True)
+    mask = _resize_rgb(np.repeat(((lab != 255) * 255).astype(np.uint8)[..., None], 3, 2), img.shape[:2], nearest=True)
+    out = img.astype(np.float32)
+    keep = mask[..., 0] > 0
+    out[keep] = out[keep] * (1 - alpha) + color[keep].astype(np.float32) * alpha
+    return (out + 0.5).astype(np.uint8)
+
+
+def save_png(rgb_or_gray: np.ndarray, path: str | Path) -> Path:
+    """Write a uint8 (H, W, 3) or (H, W) array as PNG; returns the path."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(rgb_or_gray)).save(path)
+    return path
+
+
+def legend_handles(class_names: Sequence[str] | None = None, palette: Sequence[Sequence[int]] | None = None) -> list:
+    """matplotlib patches for a class legend: ``ax.legend(handles=legend_handles())``."""
+    from matplotlib.patches import Patch
+
+    if class_names is None:
+        from aiblib.data import CLASSES
+
+        class_names = CLASSES
+    colors = _palette(palette)
+    return [Patch(color=colors[i] / 255.0, label=name) for i, name in enumerate(class_names)]
+
+
+def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = None, *, ncols: int | None = None,
+                size: float = 3.0, suptitle: str | None = None):
+    """A grid of RGB / grayscale arrays; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    ncols = ncols or n
+    nrows = (n + ncols - 1) // ncols
+    first = to_numpy(images[0])
+    aspect = first.shape[0] / first.shape[1]
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * aspect * nrows + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, img in enumerate(images):
+        ax = axes.flat[i]
+        ax.imshow(to_numpy(img), cmap=None if to_numpy(img).ndim == 3 else "gray")
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def plot_training(run_dir: str | Path, *, keys: Sequence[str] = ("loss", "loss_ce", "loss_aux", "loss_kl")):
+    """Loss terms, learning rate, mu statistics and validation mIoU of a run, from its
+    ``log.jsonl``; returns the figure (2 x 2 panels)."""
+    import matplotlib.pyplot as plt
+
+    from aiblib.train import read_log
+
+    train = read_log(run_dir, "train")
+    try:
+        val = read_log(run_dir, "val")
+    except FileNotFoundError:
+        val = None
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    ax = axes[0, 0]
+    for key in keys:
+        if key in train:
+            ax.plot(train["iteration"], train[key], label=key)
+    ax.set_title("loss terms"), ax.set_xlabel("iteration"), ax.legend(fontsize=8)
+    ax = axes[0, 1]
+    if "lr" in train:
+        ax.plot(train["iteration"], train["lr"])
+    ax.set_title("learning rate"), ax.set_xlabel("iteration")
+    ax = axes[1, 0]
+    if "mu_mean" in train:
+        ax.plot(train["iteration"], train["mu_mean"], label="mean")
+        ax.fill_between(train["iteration"], train["mu_min"], train["mu_max"], alpha=0.25, label="min..max")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no attention", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title("attention mu"), ax.set_xlabel("iteration")
+    ax = axes[1, 1]
+    if val is not None and len(val):
+        ax.plot(val["iteration"], val["mIoU"], marker="o")
+    ax.set_title("validation mIoU (%)"), ax.set_xlabel("iteration")
+    fig.suptitle(Path(run_dir).name)
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_class(results: dict[str, str | Path | dict], *, metric: str = "IoU"):
+    """Grouped bars of per-class ``metric`` for several evaluations.
+
+    ``results`` maps a label (e.g. a domain) to a ``metrics.json`` path, its folder, or
+    the dict :func:`aiblib.evaluate.evaluate` returned. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    tables = {}
+    for label, item in results.items():
+        if not isinstance(item, dict):
+            path = Path(item)
+            path = path / "metrics.json" if path.is_dir() else path
+            item = json.loads(path.read_text())
+        tables[label] = item
+    classes = [row["class"] for row in next(iter(tables.values()))["per_class"]]
+    width = 0.8 / max(len(tables), 1)
+    fig, ax = plt.subplots(figsize=(max(8, len(classes) * 0.6), 4))
+    x = np.arange(len(classes))
+    for i, (label, item) in enumerate(tables.items()):
+        values = [np.nan if row[metric] is None else row[metric] for row in item["per_class"]]
+        ax.bar(x + i * width - 0.4 + width / 2, values, width, label=f"{label} (m{metric} {item['m' + metric]:.1f})")
+    ax.set_xticks(x, classes, rotation=60, ha="right")
+    ax.set_ylabel(f"{metric} (%)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

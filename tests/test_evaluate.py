@@ -1,0 +1,265 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import pytest
+import torch
+
+from aiblib.metrics import confusion_matrix, format_table, metrics_from_confusion
+
+
+def test_hand_built_confusion_case():
+    # 4 classes; class 3 appears nowhere (absent -> NaN, skipped); one ignored pixel
+    label = torch.tensor([[0, 0, 1, 1, 2, 255]])
+    pred = torch.tensor([[0, 1, 1, 1, 0, 2]])
+    conf = confusion_matrix(pred, label, num_classes=4)
+    expected = torch.zeros(4, 4, dtype=torch.long)
+    expected[0, 0], expected[0, 1], expected[1, 1], expected[2, 0] = 1, 1, 2, 1
+    assert torch.equal(conf, expected)
+    m = metrics_from_confusion(conf, ["a", "b", "c", "d"])
+    # IoU: a = 1/(2+2-1), b = 2/(2+3-2), c = 0/(1+0-0), d absent
+    assert m["IoU"][:3] == pytest.approx([100 / 3, 200 / 3, 0.0])
+    assert math.isnan(m["IoU"][3]) and math.isnan(m["Acc"][3])
+    assert m["mIoU"] == pytest.approx(100 / 3)
+    # Acc: a = 1/2, b = 2/2, c = 0/1
+    assert m["Acc"][:3] == pytest.approx([50.0, 100.0, 0.0])
+    assert m["mAcc"] == pytest.approx(50.0)
+    assert m["aAcc"] == pytest.approx(60.0)  # 3 of 5 labelled pixels
+    table = format_table(m)
+    assert "33.33" in table and "60.00" in table and table.splitlines()[4].split()[1] == "-"
+
+
+def test_class_only_predicted_counts_as_zero_iou():
+    label = torch.tensor([0, 0, 0, 0])
+    pred = torch.tensor([0, 0, 0, 1])
+    m = metrics_from_confusion(confusion_matrix(pred, label, 3))
+    assert m["IoU"][0] == pytest.approx(75.0) and m["IoU"][1] == 0.0 and math.isnan(m["IoU"][2])
+    assert m["mIoU"] == pytest.approx(37.5)
+    assert math.isnan(m["Acc"][1])  # absent from the labels: no accuracy
+    assert m["mAcc"] == pytest.approx(75.0)
+
+
+def test_perfect_predictions_score_100_and_accumulate():
+    g = torch.Generator().manual_seed(0)
+    conf = torch.zeros(19, 19, dtype=torch.long)
+    for _ in range(3):
+        label = torch.randint(0, 19, (2, 8, 8), generator=g)
+        label[:, 0] = 255
+        conf += confusion_matrix(label.clamp(max=18), label, 19)
+    m = metrics_from_confusion(conf)
+    assert m["mIoU"] == pytest.approx(100.0) and m["mAcc"] == pytest.approx(100.0) and m["aAcc"] == pytest.approx(100.0)
+    assert int(conf.sum()) == 3 * 2 * 7 * 8
+
+
+def test_bad_label_values_are_reported():
+    with pytest.raises(ValueError, match="label values"):
+        confusion_matrix(torch.tensor([0, 1]), torch.tensor([0, 7]), 3)
+    with pytest.raises(ValueError, match="shape"):
+        confusion_matrix(torch.tensor([0, 1]), torch.tensor([[0, 1]]), 3)
+
+
+# ---------------------------------------------------------------- inference helpers
+from aiblib.evaluate import predict, uncertainty  # noqa: E402
+
+
+class _Pointwise(torch.nn.Module):
+    """Per-pixel logits (no context), so slide and whole inference must agree exactly."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 5, 1)
+
+    def forward(self, x, *, samples=None, generator=None):
+        return {"out": self.conv(x)}
+
+
+def test_slide_equals_whole_for_a_pointwise_model_and_flip_tta_is_consistent():
+    torch.manual_seed(0)
+    model = _Pointwise().eval()
+    x = torch.randn(1, 3, 37, 53)
+    whole = predict(model, x)
+    slide = predict(model, x, mode="slide", slide_crop=(16, 20), slide_stride=(10, 12))
+    assert whole.shape == (1, 5, 37, 53)
+    assert torch.allclose(whole, slide, atol=1e-5)
+    both = predict(model, x, flip=True)  # a pointwise model is flip-equivariant
+    assert torch.allclose(both, whole.softmax(1), atol=1e-5)
+    multi = predict(model, x, scales=(0.5, 1.0))
+    assert multi.shape == whole.shape and torch.allclose(multi.sum(1), torch.ones(1, 37, 53), atol=1e-5)
+
+
+def test_uncertainty_entropy_and_mutual_information():
+    # two classes; two samples that are confident and disagree: H = ln 2, MI = ln 2
+    big = 30.0
+    s = torch.tensor([[big, -big], [-big, big]]).reshape(2, 1, 2, 1, 1)
+    entropy, mi = uncertainty({"sample_logits": s, "out": s.mean(0)})
+    assert entropy.shape == (1, 1, 1, 1)
+    assert entropy.item() == pytest.approx(math.log(2), abs=1e-4) and mi.item() == pytest.approx(math.log(2), abs=1e-4)
+    # identical samples: MI = 0, entropy = that of the single softmax
+    same = torch.randn(1, 1, 4, 3, 3, generator=torch.Generator().manual_seed(0)).repeat(3, 1, 1, 1, 1)
+    entropy, mi = uncertainty({"sample_logits": same})
+    p = same[0].softmax(1)
+    assert torch.allclose(entropy, -(p * p.log()).sum(1, keepdim=True), atol=1e-5)
+    assert mi.abs().max() < 1e-5
+    entropy, mi = uncertainty({"out": same[0]})  # one sample only
+    assert mi.abs().max() == 0
+
+
+# ---------------------------------------------------------------- viz
+from aiblib import viz  # noqa: E402
+
+
+def test_colorize_heatmap_overlay_shapes_and_values():
+    palette = [(10, 20, 30), (40, 50, 60)]
+    label = np.array([[0, 1], [255, 7]])
+    rgb = viz.colorize(label, palette)
+    assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0].tolist() == [10, 20, 30] and rgb[0, 1].tolist() == [40, 50, 60]
+    assert rgb[1, 0].tolist() == [0, 0, 0] and rgb[1, 1].tolist() == [0, 0, 0]
+    heat = viz.heatmap(np.array([[0.0, 1.0], [np.nan, 0.5]]))
+    assert heat.shape == (2, 2, 3) and heat[1, 0].tolist() == [0, 0, 0]
+    image = np.full((8, 12, 3), 100, np.uint8)
+    out = viz.overlay(image, np.ones((2, 3)), alpha=0.5)
+    assert out.shape == (8, 12, 3) and out.dtype == np.uint8
+
+
+# ---------------------------------------------------------------- end to end (tiny model, synthetic data)
+import json  # noqa: E402
+
+from PIL import Image  # noqa: E402
+
+from aiblib.config import load_config  # noqa: E402
+from aiblib.evaluate import evaluate, evaluate_model, main  # noqa: E402
+
+
+def _tiny_checkpoint(root, tmp_path, **changes):
+    from aiblib.checkpoint import model_checkpoint, save_atomic
+    from aiblib.model import build_model
+    from test_train import tiny_overrides
+
+    cfg = load_config(None, tiny_overrides(root, tmp_path / "run", **changes))
+    torch.manual_seed(0)
+    model = build_model(cfg.model_config())
+    path = tmp_path / "tiny.pth"
+    save_atomic(model_checkpoint(model, iteration=7), path)
+    return cfg, path
+
+
+def test_evaluate_writes_tables_and_exports_at_the_label_size(synthetic_root, tmp_path):
+    # base_size smaller than the images: the model sees a downscaled image, scoring and exports are at full size
+    cfg, ckpt = _tiny_checkpoint(synthetic_root, tmp_path, base_size=[32, 64], export_count=2)
+    result = evaluate(cfg, ckpt, dataset="bdd100k", split="val", quiet=True)
+    out = tmp_path / "run" / "eval" / "bdd100k-val"
+    written = json.loads((out / "metrics.json").read_text())
+    assert written == result
+    assert result["checkpoint"]["iteration"] == 7 and len(result["checkpoint"]["sha256"]) == 64
+    assert result["inference"]["test_samples"] == 2 and result["model_config"]["depth"] == 18
+    assert len(result["per_class"]) == 19 and result["per_class"][0]["class"] == "road"
+    assert 0 <= result["mIoU"] <= 100
+    csv_lines = (out / "per_class.csv").read_text().splitlines()
+    assert csv_lines[0] == "class,IoU,Acc" and len(csv_lines) == 20
+    conf = np.load(out / "confusion.npy")
+    from aiblib.data import build_dataset
+
+    raw = build_dataset("bdd100k", synthetic_root, "val")
+    labelled = sum(int((torch.as_tensor(raw[i]["label"]) != 255).sum()) for i in range(len(raw)))
+    assert conf.shape == (19, 19) and conf.sum() == labelled
+    rows = (out / "exports" / "exports.csv").read_text().splitlines()
+    assert len(rows) == 3
+    for i in range(2):
+        label = torch.as_tensor(raw[i]["label"])
+        h, w = label.shape
+        stem = f"{i:04d}_{raw[i]['name']}"
+        assert Image.open(out / "exports" / f"{stem}_pred.png").size == (w, h)
+        for key in ("mu", "entropy", "mi"):
+            arr = np.load(out / "exports" / f"{stem}_{key}.npy")
+            assert arr.shape == (h, w), key
+            assert Image.open(out / "exports" / f"{stem}_{key}.png").size == (w, h)
+        mu = np.load(out / "exports" / f"{stem}_mu.npy").astype(np.float32)
+        assert 0 <= mu.min() and mu.max() <= 1
+        assert (np.load(out / "exports" / f"{stem}_mi.npy") >= 0).all()
+    # seeded: the same evaluation gives the same numbers
+    again = evaluate(cfg, ckpt, dataset="bdd100k", split="val", out_dir=tmp_path / "again", export_count=0, quiet=True)
+    assert again["per_class"] == result["per_class"]
+
+
+def test_evaluate_cli_slide_tta_and_deterministic(synthetic_root, tmp_path, capsys):
+    cfg, ckpt = _tiny_checkpoint(synthetic_root, tmp_path)
+    from test_train import _as_args, tiny_overrides
+
+    args = _as_args(tiny_overrides(synthetic_root, tmp_path / "run", eval_mode="slide", slide_crop=[32, 48],
+                                   slide_stride=[24, 32], tta_scales=[0.75, 1.0], tta_flip=True, deterministic=True))
+    assert main([*args, "-p", "checkpoint", str(ckpt), "-p", "dataset", "nightcity", "-p", "split", "val",
+                 "--export-indices", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "mIoU" in printed and "nightcity/val" in printed
+    result = json.loads((tmp_path / "run" / "eval" / "nightcity-val" / "metrics.json").read_text())
+    assert result["inference"]["mode"] == "slide" and result["inference"]["deterministic"] is True
+    exported = (tmp_path / "run" / "eval" / "nightcity-val" / "exports" / "exports.csv").read_text().splitlines()
+    assert len(exported) == 2 and exported[1].startswith("1,")
+
+
+class _OracleData(torch.utils.data.Dataset):
+    """Images that carry their label in channel 0 (a test double for a perfect model)."""
+
+    def __init__(self, labels):
+        self.labels = labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        label = self.labels[i]
+        return {"image": label.float()[None].repeat(3, 1, 1), "label": label, "name": str(i)}
+
+
+class _Oracle(torch.nn.Module):
+    def forward(self, x, *, samples=None, generator=None):
+        label = x[:, 0].long().clamp(max=18)
+        return {"out": torch.nn.functional.one_hot(label, 19).permute(0, 3, 1, 2).float()}
+
+
+def test_a_split_with_perfect_predictions_scores_100():
+    g = torch.Generator().manual_seed(0)
+    labels = [torch.randint(0, 19, (12, 20), generator=g) for _ in range(3)]
+    labels[0][:3] = 255
+    cfg = load_config(None, {"num_workers": 0})
+    result = evaluate_model(_Oracle(), _OracleData(labels), cfg=cfg, device=torch.device("cpu"))
+    m = result["metrics"]
+    assert m["mIoU"] == pytest.approx(100.0) and m["aAcc"] == pytest.approx(100.0) and m["mAcc"] == pytest.approx(100.0)
+    assert int(result["confusion"].sum()) == 3 * 12 * 20 - 3 * 20
+
+
+def test_evaluate_reads_an_mmsegmentation_checkpoint_directly(synthetic_root, tmp_path):
+    from test_checkpoint import _to_mmseg_names
+
+    from aiblib.checkpoint import safe_load
+
+    cfg, ckpt = _tiny_checkpoint(synthetic_root, tmp_path, deterministic=True)
+    mmseg = tmp_path / "iter_40000.pth"
+    torch.save({"meta": {"iter": 40000}, "state_dict": _to_mmseg_names(safe_load(ckpt)["model"])}, mmseg)
+    ours = evaluate(cfg, ckpt, dataset="bdd100k", split="val", out_dir=tmp_path / "a", quiet=True)
+    theirs = evaluate(cfg, mmseg, dataset="bdd100k", split="val", out_dir=tmp_path / "b", quiet=True)
+    assert theirs["checkpoint"]["format"] == "mmsegmentation" and theirs["checkpoint"]["iteration"] == 40000
+    assert theirs["per_class"] == ours["per_class"]
+
+
+def test_plot_helpers_draw_from_a_log_and_metrics(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from aiblib.train import RunLog
+
+    log = RunLog(tmp_path / "log.jsonl", enabled=True)
+    for it in (1, 2, 3):
+        log.write("train", it, loss=3.0 - it * 0.1, loss_ce=2.0, loss_aux=0.8, loss_kl=0.01, lr=0.01 / it,
+                  mu_mean=0.5, mu_min=0.1, mu_max=0.9)
+    log.write("val", 3, mIoU=10.0, IoU={"road": 50.0})
+    fig = viz.plot_training(tmp_path)
+    assert len(fig.axes) == 4 and fig.axes[0].get_lines()
+    metrics = {"mIoU": 50.0, "per_class": [{"class": "road", "IoU": 100.0, "Acc": 100.0},
+                                           {"class": "sky", "IoU": None, "Acc": None}]}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    fig = viz.plot_per_class({"a": metrics, "b": tmp_path})
+    assert len(fig.axes[0].patches) == 4

@@ -1,0 +1,272 @@
+from __future__ import annotations
+
+import itertools
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from aiblib.train import InfiniteShardSampler, RunLog, SeededSamples, poly_lr, read_log, rng_state, set_rng_state
+
+
+def test_poly_lr_matches_the_reference_formula():
+    kw = dict(base_lr=0.01, min_lr=1e-4, power=0.9, max_iters=100)
+    assert poly_lr(0, **kw) == pytest.approx(0.01)
+    assert poly_lr(100, **kw) == pytest.approx(1e-4)
+    assert poly_lr(50, **kw) == pytest.approx((0.01 - 1e-4) * 0.5**0.9 + 1e-4)
+    values = [poly_lr(i, **kw) for i in range(101)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+
+
+def test_sampler_shards_cover_each_epoch_and_resume_exactly():
+    n, world = 10, 3
+    streams = [list(itertools.islice(InfiniteShardSampler(n, seed=1, rank=r, world_size=world), 8)) for r in range(world)]
+    per_rank = 4  # ceil(10 / 3)
+    first_epoch = [idx for s in streams for idx, _ in s[:per_rank]]
+    assert set(first_epoch) == set(range(n)) and len(first_epoch) == 12  # padded by wrapping
+    # epoch 1 is another permutation
+    assert [i for i, _ in streams[0][:4]] != [i for i, _ in streams[0][4:8]]
+    # a stream started at position 5 is the tail of the stream started at 0
+    tail = list(itertools.islice(InfiniteShardSampler(n, seed=1, rank=1, world_size=world, start=5), 3))
+    assert tail == streams[1][5:8]
+    # sample seeds differ between ranks and positions
+    seeds = [s for stream in streams for _, s in stream]
+    assert len(set(seeds)) == len(seeds)
+
+
+class _RandomData(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return (i, torch.rand(()).item(), float(np.random.rand()), random.random())
+
+
+def test_seeded_samples_are_repeatable_and_leave_the_caller_rng_alone():
+    data = SeededSamples(_RandomData())
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    a = data[(2, 123)]
+    b = data[(2, 123)]
+    c = data[(2, 124)]
+    assert a == b and a != c
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert np.array_equal(np.random.get_state()[1], before[1]) and random.getstate() == before[2]
+
+
+def test_rng_state_roundtrip_through_a_weights_only_file(tmp_path):
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    state = rng_state()
+    torch.save(state, tmp_path / "rng.pt")
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    loaded = torch.load(tmp_path / "rng.pt", weights_only=True)
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)
+    set_rng_state(loaded)
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]
+
+
+def test_run_log_truncates_after_resume_point_and_writes_null_for_nan(tmp_path):
+    log = RunLog(tmp_path / "log.jsonl", enabled=True)
+    log.write("event", 0, event="start")
+    for it in (2, 4, 6):
+        log.write("train", it, loss=1.0 / it, mu_mean=float("nan"))
+    log.write("val", 4, mIoU=12.5, IoU={"road": 50.0, "sky": float("nan")})
+    with open(tmp_path / "log.jsonl", "a") as f:
+        f.write('{"kind": "train", "iter')  # a line cut by kill -9
+    log.truncate_after(4)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["iteration"]) for r in records] == [("event", 0), ("train", 2), ("train", 4), ("val", 4)]
+    assert records[1]["mu_mean"] is None
+    train = read_log(tmp_path, "train")
+    assert list(train["iteration"]) == [2, 4] and train["mu_mean"].isna().all()
+    val = read_log(tmp_path, "val")
+    assert val.loc[0, "IoU/road"] == 50.0 and np.isnan(val.loc[0, "IoU/sky"])
+    RunLog(tmp_path / "other.jsonl", enabled=False).write("train", 1, loss=1.0)
+    assert not (tmp_path / "other.jsonl").exists()
+
+
+# ---------------------------------------------------------------- integration (tiny model, synthetic data)
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from aiblib.config import load_config  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "depth": 18, "output_stride": 16, "aspp_channels": 32, "skip_channels": 8, "aux_channels": 16,
+    "crop_size": [64, 64], "base_size": [64, 128], "batch_size": 2, "num_workers": 0,
+    "iterations": 6, "log_interval": 1, "val_interval": 0, "checkpoint_interval": 2,
+    "deterministic_algorithms": True, "threads": 1, "device": "cpu", "progress": False, "test_samples": 2,
+}
+
+
+def tiny_overrides(root, run_dir, **changes) -> dict:
+    return {**TINY, "data_root": str(root), "run_dir": str(run_dir), **changes}
+
+
+def _as_args(overrides: dict) -> list[str]:
+    out = []
+    for key, value in overrides.items():
+        out += ["-p", key, json.dumps(value) if not isinstance(value, str) else value]
+    return out
+
+
+def _env() -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", CI="1")
+    env.pop("RANK", None), env.pop("WORLD_SIZE", None), env.pop("LOCAL_RANK", None)
+    return env
+
+
+def _weights(path):
+    from aiblib.checkpoint import safe_load
+
+    return safe_load(path)
+
+
+def test_a_few_iterations_reduce_the_loss_on_a_fixed_batch(synthetic_root):
+    from aiblib.losses import segmentation_loss
+    from aiblib.model import build_model
+    from aiblib.train import _build_datasets, make_optimizer
+
+    cfg = load_config(None, tiny_overrides(synthetic_root, "unused", lr=0.05))
+    torch.manual_seed(0)
+    train_set, _ = _build_datasets(cfg)
+    items = [train_set[i] for i in range(2)]
+    images = torch.stack([it["image"] for it in items])
+    labels = torch.stack([it["label"] for it in items])
+    model = build_model(cfg.model_config()).train()
+    optimizer = make_optimizer(model, cfg)
+    losses = []
+    for _ in range(8):
+        terms = segmentation_loss(model(images), labels, beta=cfg.beta, aux_weight=cfg.aux_weight)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+        losses.append(terms["loss"].item())
+    assert losses[-1] < 0.9 * losses[0] and min(losses[-3:]) < min(losses[:3]), losses
+
+
+def test_train_writes_the_run_directory_and_a_loadable_checkpoint(synthetic_root, tmp_path):
+    from aiblib.checkpoint import load_model
+    from aiblib.train import train
+
+    cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "run", iterations=4, val_interval=2))
+    run_dir = train(cfg)
+    assert run_dir == tmp_path / "run"
+    assert load_config(run_dir / "config.yaml") == cfg
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["iter_000002.pth", "iter_000004.pth", "last.pth"]
+    train_log = read_log(run_dir, "train")
+    assert list(train_log["iteration"]) == [1, 2, 3, 4]
+    for key in ("loss", "loss_ce", "loss_aux", "loss_kl", "kl_bits", "lr", "mu_mean", "mu_min", "mu_max",
+                "images_per_s", "memory_mb"):
+        assert train_log[key].notna().all(), key
+    assert train_log["lr"].is_monotonic_decreasing
+    val = read_log(run_dir, "val")
+    assert list(val["iteration"]) == [2, 4] and ((val["mIoU"] >= 0) & (val["mIoU"] <= 100)).all()
+    state = _weights(run_dir / "checkpoints" / "last.pth")
+    assert state["iteration"] == 4 and state["config"] == cfg.to_dict() and state["model_config"]["depth"] == 18
+    model = load_model(run_dir / "checkpoints" / "last.pth")
+    assert model.config.aspp_channels == 32
+    # running the same command again resumes and has nothing left to do
+    before = (run_dir / "log.jsonl").read_text()
+    train(cfg)
+    assert (run_dir / "log.jsonl").read_text() == before
+    # a different experiment may not reuse the directory
+    with pytest.raises(ValueError, match="beta"):
+        train(cfg.replace(beta=0.5))
+    with pytest.raises(FileExistsError):
+        train(cfg.replace(resume=False))
+
+
+def test_missing_pretrained_file_names_the_path(synthetic_root, tmp_path):
+    from aiblib.train import train
+
+    cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "run", pretrained=str(tmp_path / "nope.pth")))
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        train(cfg)
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_path, monkeypatch):
+    import aiblib.losses
+    from aiblib.train import NonFiniteLossError, train
+
+    real = aiblib.losses.segmentation_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 4:  # iteration 4 goes wrong (checkpoint_interval 3 wrote iteration 3)
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(aiblib.losses, "segmentation_loss", poisoned)
+    cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "run", checkpoint_interval=3))
+    with pytest.raises(NonFiniteLossError, match="iteration 4.*last.pth"):
+        train(cfg)
+    assert _weights(tmp_path / "run" / "checkpoints" / "last.pth")["iteration"] == 3
+    events = read_log(tmp_path / "run", "event")
+    assert "nonfinite_loss" in set(events["event"])
+
+
+KILL_AT = 2
+_KILLER = f"""
+import os, signal, sys
+import aiblib.train as T
+from aiblib.config import load_config
+from aiblib.train import config_from_args
+import argparse
+save = T._save_checkpoint
+def save_then_die(state, ckpt_dir, *, keep_copy):
+    path = save(state, ckpt_dir, keep_copy=keep_copy)
+    if state["iteration"] == {KILL_AT}:
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 right after the checkpoint
+    return path
+T._save_checkpoint = save_then_die
+parser = argparse.ArgumentParser(); T.add_config_arguments(parser)
+T.train(config_from_args(parser.parse_args(sys.argv[1:])))
+"""
+
+
+def test_kill9_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path):
+    from aiblib.train import train
+
+    # uninterrupted, in this process, without workers
+    reference = train(load_config(None, tiny_overrides(synthetic_root, tmp_path / "straight")))
+    # interrupted with SIGKILL after the checkpoint at KILL_AT, in a subprocess with 2 workers
+    args = _as_args(tiny_overrides(synthetic_root, tmp_path / "killed", num_workers=2))
+    proc = subprocess.run([sys.executable, "-c", _KILLER, *args], env=_env(), cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert _weights(tmp_path / "killed" / "checkpoints" / "last.pth")["iteration"] == KILL_AT
+    # the same command again resumes (CLI)
+    proc = subprocess.run([sys.executable, "-m", "aiblib", "train", *args], env=_env(), cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a = _weights(reference / "checkpoints" / "last.pth")
+    b = _weights(tmp_path / "killed" / "checkpoints" / "last.pth")
+    assert a["iteration"] == b["iteration"] == TINY["iterations"]
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
+    events = read_log(tmp_path / "killed", "event")
+    assert list(events["event"]) == ["start", "resume", "end"]
+    assert list(read_log(tmp_path / "killed", "train")["iteration"]) == list(range(1, TINY["iterations"] + 1))
+
+
+def test_bench_prints_the_table(capsys):
+    from aiblib.bench import main as bench_main
+
+    assert bench_main(["--depths", "18", "--crop", "32x32", "--test-size", "32x64", "--batch", "2", "--iters", "1",
+                       "--warmup", "0", "--narrow", "--modes", "fp32", "--attention", "both",
+                       "--output-stride", "16", "--device", "cpu"]) == 0
+    table = capsys.readouterr().out.split("\n\n")[-1].strip().splitlines()
+    assert table[0].startswith("| device | depth | attn | mode |") and len(table) == 2 + 2
+    assert "| cpu | R18 | on | fp32 | 32x32 x 2 |" in table[2] and "(4)" in table[2] and "(1)" in table[3]
