@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 import yaml
 
-__all__ = ["Config", "load_config", "parse_overrides", "MODEL_KEYS", "RUNTIME_KEYS"]
+__all__ = ["Config", "load_config", "config_from_namespace", "parse_overrides", "MODEL_KEYS", "RUNTIME_KEYS"]
 
 
 def _f(default: Any, doc: str) -> Any:
@@ -331,3 +331,14 @@ def _type_name(tp: Any) -> str:
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+def config_from_namespace(namespace: dict[str, Any], *, base: str | Path | None = None) -> Config:
+    """A notebook's configuration: the YAML file ``base`` when it exists (e.g. a run's
+    ``config.yaml``), then every config key among the notebook's variables, i.e. its
+    ``parameters`` cell and whatever papermill injected (``-p``, ``-f``). Other variables
+    are ignored; a config key with a wrong type raises as in :func:`load_config`."""
+    keys = {f.name for f in dataclasses.fields(Config)}
+    values = {k: v for k, v in namespace.items() if k in keys}
+    path = Path(base) if base is not None and Path(base).is_file() else None
+    return load_config(path, values)

@@ -59,7 +59,7 @@ from torch import nn
 from aiblib.config import Config
 from aiblib.metrics import all_reduce_confusion, confusion_matrix, format_table, metrics_from_confusion
 
-__all__ = ["evaluate", "evaluate_model", "predict", "uncertainty", "main"]
+__all__ = ["evaluate", "evaluate_model", "predict", "uncertainty", "analyze", "main"]
 
 
 # ----------------------------------------------------------------------
@@ -217,6 +217,34 @@ def evaluate_model(model: nn.Module, dataset, *, cfg: Config, device: torch.devi
             "exports": exports}
 
 
+@torch.no_grad()
+def analyze(model: nn.Module, image: torch.Tensor, *, size: Sequence[int] | None = None, seed: int = 0, index: int = 0,
+            use_bf16: bool = False) -> dict[str, np.ndarray]:
+    """Prediction, attention and uncertainty maps of one image, as numpy arrays at ``size``.
+
+    ``image``: normalized (3,H,W) or (1,3,H,W) on the model's device; ``size`` (h, w)
+    defaults to (H, W). The attention noise is seeded by (``seed``, ``index``) as in
+    :func:`evaluate`. Returns ``pred`` (h,w) int64 trainIds, ``entropy`` and ``mi`` (h,w)
+    float32 in nats (see :func:`uncertainty`), and with attention ``mu`` (h,w) and the
+    sampled ``masks`` (n,h,w), float32.
+    """
+    x = image if image.dim() == 4 else image[None]
+    size = tuple(size or x.shape[-2:])
+    device = next(model.parameters()).device
+    outputs = _forward(model, x.to(device), generator=_image_generator(device, seed, index), use_bf16=use_bf16)
+
+    def up(t: torch.Tensor) -> np.ndarray:  # (N,1 or K,h,w) -> (N,C,size) float32, bilinear
+        return F.interpolate(t.float(), size=size, mode="bilinear", align_corners=False).cpu().numpy()
+
+    entropy, mi = uncertainty(outputs)
+    maps = {"pred": up(outputs["out"][:1]).argmax(1)[0].astype(np.int64), "entropy": up(entropy[:1])[0, 0],
+            "mi": up(mi[:1])[0, 0]}
+    if outputs.get("mu") is not None:
+        maps["mu"] = up(outputs["mu"][:1])[0, 0]
+        maps["masks"] = up(outputs["masks"])[:, 0]
+    return maps
+
+
 def _export(model, image, pred, item, *, index: int, out: Path, cfg: Config, device, use_bf16: bool) -> dict:
     """Write the prediction, mu, entropy and MI maps of one image (see the module docstring)."""
     from aiblib import viz
@@ -227,15 +255,12 @@ def _export(model, image, pred, item, *, index: int, out: Path, cfg: Config, dev
     row: dict[str, Any] = {"index": index, "name": item.get("name", str(index)), "height": size[0], "width": size[1]}
     viz.save_png(viz.colorize(pred.cpu()), out / f"{stem}_pred.png")
     row["pred"] = f"{stem}_pred.png"
-    outputs = _forward(model, image, generator=_image_generator(device, cfg.eval_seed, index), use_bf16=use_bf16)
-    maps: dict[str, tuple[torch.Tensor, float, str]] = {}
-    if "mu" in outputs and outputs["mu"] is not None:
-        maps["mu"] = (outputs["mu"], 1.0, "viridis")
-    entropy, mi = uncertainty(outputs)
+    maps = analyze(model, image, size=size, seed=cfg.eval_seed, index=index, use_bf16=use_bf16)
     ln_k = math.log(cfg.num_classes)
-    maps["entropy"], maps["mi"] = (entropy, ln_k, "magma"), (mi, ln_k, "magma")
-    for key, (value, vmax, cmap) in maps.items():
-        full = F.interpolate(value[:1].float(), size=size, mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+    for key, vmax, cmap in (("mu", 1.0, "viridis"), ("entropy", ln_k, "magma"), ("mi", None, "magma")):
+        if key not in maps:
+            continue
+        full = maps[key]
         np.save(out / f"{stem}_{key}.npy", full.astype(np.float16))
         if key == "mi":  # MI is tiny when the learned std is small: scale its picture by its own maximum
             vmax = max(float(full.max()), 1e-12)

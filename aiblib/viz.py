@@ -17,6 +17,7 @@ import torch
 __all__ = [
     "to_numpy", "colorize", "heatmap", "overlay", "blend_labels", "denormalize_image",
     "save_png", "legend_handles", "show_images", "plot_training", "plot_per_class",
+    "class_frequencies", "attention_figure",
 ]
 
 
@@ -219,5 +220,53 @@ def plot_per_class(results: dict[str, str | Path | dict], *, metric: str = "IoU"
     ax.set_xticks(x, classes, rotation=60, ha="right")
     ax.set_ylabel(f"{metric} (%)")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def class_frequencies(summary: Any, *, split: str = "train"):
+    """Long table (dataset, class, percent) of the class pixel fractions in a
+    :func:`aiblib.prepare.prepare` summary, for one split (percent of labelled pixels)."""
+    from aiblib.data import CLASSES
+
+    rows = summary[summary["split"] == split]
+    long = rows.melt(id_vars="dataset", value_vars=list(CLASSES), var_name="class", value_name="fraction")
+    long["percent"] = 100.0 * long["fraction"]
+    return long[["dataset", "class", "percent"]]
+
+
+def attention_figure(image: Any, label: Any, baseline: dict, aibr: dict, *, title: str = "", num_classes: int = 19):
+    """Baseline vs AIBR on one image, from two :func:`aiblib.evaluate.analyze` results.
+
+    Row 1: image, label, baseline prediction, AIBR prediction, AIBR ``mu`` over the image.
+    Row 2: one sampled mask, the spread of the masks (max - min over samples), predictive
+    entropy of the baseline and of AIBR (0..ln K), AIBR mutual information (scaled to its
+    own maximum, printed in the title). ``image`` (3,H,W) uint8 and ``label`` (H,W) at
+    the maps' size. Returns the figure.
+    """
+    import math
+
+    import matplotlib.pyplot as plt
+
+    ln_k = math.log(num_classes)
+    masks = aibr.get("masks")
+    mi_max = float(np.max(aibr["mi"]))
+    panels = [
+        (denormalize_image(image), "image"), (colorize(label), "label"),
+        (colorize(baseline["pred"]), "baseline prediction"), (colorize(aibr["pred"]), "AIBR prediction"),
+        (overlay(image, aibr["mu"], alpha=0.6, cmap="viridis"), "AIBR attention mu"),
+        (heatmap(masks[0], vmin=None, vmax=None, cmap="viridis"), "a sampled mask"),
+        (heatmap(masks.max(0) - masks.min(0), vmin=0.0, vmax=None, cmap="magma"), f"mask spread over {len(masks)} samples"),
+        (heatmap(baseline["entropy"], vmax=ln_k), "baseline entropy"),
+        (heatmap(aibr["entropy"], vmax=ln_k), "AIBR entropy"),
+        (heatmap(aibr["mi"], vmin=0.0, vmax=max(mi_max, 1e-12)), f"AIBR mutual information (max {mi_max:.1e} nats)"),
+    ]
+    fig, axes = plt.subplots(2, 5, figsize=(20, 5.2))
+    for ax, (picture, name) in zip(axes.flat, panels):
+        ax.imshow(picture)
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -263,3 +263,28 @@ def test_plot_helpers_draw_from_a_log_and_metrics(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     fig = viz.plot_per_class({"a": metrics, "b": tmp_path})
     assert len(fig.axes[0].patches) == 4
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_analyze_maps_have_the_requested_size_and_repeat_with_the_seed(attention):
+    from aiblib.evaluate import analyze
+    from aiblib.model import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(depth=18, output_stride=16, attention=attention, test_samples=3,
+                                    aspp_channels=16, skip_channels=8, aux_channels=16)).eval()
+    image = torch.randn(3, 64, 96)
+    a = analyze(model, image, size=(40, 70), seed=1, index=2)
+    b = analyze(model, image, size=(40, 70), seed=1, index=2)
+    assert a["pred"].shape == (40, 70) and a["pred"].dtype == np.int64 and a["pred"].max() < 19
+    assert a["entropy"].shape == a["mi"].shape == (40, 70)
+    assert (a["entropy"] >= 0).all() and (a["entropy"] <= math.log(19) + 1e-5).all()
+    if attention:
+        assert a["masks"].shape == (3, 40, 70) and a["mu"].shape == (40, 70)
+        assert ((a["mu"] > 0) & (a["mu"] < 1)).all()
+        np.testing.assert_array_equal(a["masks"], b["masks"])  # same seed and index, same noise
+        c = analyze(model, image, size=(40, 70), seed=1, index=3)
+        assert not np.array_equal(a["masks"], c["masks"])
+    else:
+        assert "mu" not in a and "masks" not in a
+        assert float(np.abs(a["mi"]).max()) == 0.0  # one sample: no mutual information
