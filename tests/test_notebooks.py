@@ -62,6 +62,16 @@ def test_parameters_are_typed_commented_literals_that_match_the_config(path):
             Config.from_dict({m["name"]: ast.literal_eval(m["value"])})
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_documents_every_parameter(path):
+    from papermill.inspection import inspect_notebook
+
+    inferred = inspect_notebook(str(path))
+    for m in _parameters(path):
+        assert m["name"] in inferred, f"{path.name}: papermill cannot parse the line of {m['name']!r}"
+        assert inferred[m["name"]]["help"] == m["doc"].strip()
+
+
 def _type_text(tp) -> str:
     if typing.get_origin(tp) is list:
         return f"list[{typing.get_args(tp)[0].__name__}]"
