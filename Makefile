@@ -45,7 +45,7 @@ run: $(STAMP) ## 01+02 for one run: make run PROTOCOL=dg NAME=dg-aib EXTRA="-p b
 
 attention: $(STAMP) ## 03 for one protocol: baseline vs AIB attention and uncertainty maps
 	mkdir -p $(RESULTS)/$(PROTOCOL)-aib-attention
-	$(PAPERMILL) notebooks/03-visualize-attention.ipynb $(RESULTS)/$(PROTOCOL)-aib-attention/03-visualize-attention.ipynb -f params/synthetic-$(PROTOCOL).yaml -p baseline_name $(PROTOCOL)-baseline -p aib_name $(PROTOCOL)-aib -p results_root $(RESULTS)
+	$(PAPERMILL) notebooks/03-visualize-attention.ipynb $(RESULTS)/$(PROTOCOL)-aib-attention/03-visualize-attention.ipynb -f params/synthetic-$(PROTOCOL).yaml -p baseline_name $(PROTOCOL)-baseline -p aib_name $(PROTOCOL)-aib -p interactive False -p results_root $(RESULTS)
 
 report: $(STAMP) ## 04: gather every run under results/ into summary.csv, README.md and plots
 	$(PAPERMILL) notebooks/04-report.ipynb $(RESULTS)/04-report.ipynb -p results_root $(RESULTS)

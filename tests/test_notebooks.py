@@ -114,7 +114,7 @@ def test_papermill_smoke_run_of_every_notebook(tmp_path):
         assert set(scores["scores"]) == set(smoke["eval_targets"]) and scores["attention"] is attention
         assert all(0.0 <= s["mIoU"] <= 100.0 for s in scores["scores"].values())
     run("03-visualize-attention", "smoke-attention/03-visualize-attention.ipynb",
-        baseline_name="smoke-baseline", aib_name="smoke-aib")
+        baseline_name="smoke-baseline", aib_name="smoke-aib", interactive=False)
     assert list((out / "smoke-aib-attention").glob("*.png"))
     run("04-report", "04-report.ipynb", results_root=str(out))
     assert (out / "summary.csv").is_file() and "| protocol |" in (out / "README.md").read_text()
