@@ -10,6 +10,7 @@ RESULTS ?= results
 PROTOCOL ?= dg
 BETAS ?= 0 1e-4 1e-3 1e-2
 SEEDS ?= 0 1 2
+SWEEP_RESULTS ?= $(RESULTS)/sweep-$(PROTOCOL)
 # paper runs (see `make paper`)
 RUN ?= dg-r50
 GPUS ?= 1
@@ -61,15 +62,15 @@ reproduce: $(STAMP) ## the embedded default, end to end: 00 -> 01 -> 02 -> 03 ->
 	$(MAKE) --no-print-directory report && \
 	echo "make reproduce: $$(( $$(date +%s) - start )) s"
 
-sweep: $(STAMP) ## β × seed sweep: make sweep BETAS="0 1e-4 1e-3 1e-2" SEEDS="0 1 2" PROTOCOL=dg
+sweep: $(STAMP) ## β × seed sweep into results/sweep-PROTOCOL/: make sweep BETAS="0 1e-4 1e-3 1e-2" SEEDS="0 1 2" PROTOCOL=dg
 	$(MAKE) --no-print-directory data
 	for s in $(SEEDS); do \
-	  $(MAKE) --no-print-directory run PROTOCOL=$(PROTOCOL) NAME=$(PROTOCOL)-baseline-s$$s EXTRA="-p attention False -p seed $$s" || exit 1; \
+	  $(MAKE) --no-print-directory run RESULTS=$(SWEEP_RESULTS) PROTOCOL=$(PROTOCOL) NAME=$(PROTOCOL)-baseline-s$$s EXTRA="-p attention False -p seed $$s" || exit 1; \
 	  for b in $(BETAS); do \
-	    $(MAKE) --no-print-directory run PROTOCOL=$(PROTOCOL) NAME=$(PROTOCOL)-aib-b$$b-s$$s EXTRA="-p attention True -p beta $$b -p seed $$s" || exit 1; \
+	    $(MAKE) --no-print-directory run RESULTS=$(SWEEP_RESULTS) PROTOCOL=$(PROTOCOL) NAME=$(PROTOCOL)-aib-b$$b-s$$s EXTRA="-p attention True -p beta $$b -p seed $$s" || exit 1; \
 	  done; \
 	done
-	$(MAKE) --no-print-directory report
+	$(MAKE) --no-print-directory report RESULTS=$(SWEEP_RESULTS)
 
 paper: $(STAMP) ## a paper run on real data: make paper RUN=dg-r50 GPUS=4 (params/paper/RUN.yaml)
 	@test -f params/paper/$(RUN).yaml || (echo "no params/paper/$(RUN).yaml; choose from: $$(ls params/paper | sed 's/.yaml//' | tr '\n' ' ')" >&2; exit 2)
