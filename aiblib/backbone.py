@@ -21,6 +21,16 @@ def _conv_bn(cin: int, cout: int, k: int, *, stride: int = 1, dilation: int = 1)
     return nn.Conv2d(cin, cout, k, stride, pad, dilation=dilation, bias=False), nn.BatchNorm2d(cout)
 
 
+def init_conv_bn(module: nn.Module) -> None:
+    """Kaiming-normal (fan_out, relu) for every conv, weight 1 / bias 0 for every BatchNorm."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convs. As in MMSegmentation, only ``conv1`` carries the stride and the dilation."""
 
@@ -117,12 +127,7 @@ class ResNetV1c(nn.Module):
 
     def reset_parameters(self) -> None:
         """Kaiming (fan_out) convs, BN 1/0, last BN of each block zero (MMSeg's init without pretraining)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self)
         for m in self.modules():
             if isinstance(m, Bottleneck):
                 nn.init.zeros_(m.bn3.weight)

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aiblib.backbone import init_conv_bn
+
 
 class ConvBNReLU(nn.Module):
     """conv (no bias) -> BN -> ReLU, named like mmcv's ``ConvModule`` (``conv``, ``bn``)."""
@@ -38,12 +40,7 @@ class SeparableConv(nn.Module):
 
 
 def _init_head(head: nn.Module, classifier: nn.Conv2d) -> None:
-    for m in head.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+    init_conv_bn(head)
     nn.init.normal_(classifier.weight, std=0.01)
     nn.init.zeros_(classifier.bias)
 
