@@ -786,6 +786,20 @@ def _write_one(task: tuple[str, str, int, int, tuple[int, int], str]) -> None:
         Image.fromarray(ID_TO_TRAIN[label_ids]).save(paths["label"], compress_level=1)
 
 
+def _manifest(*, n_train: int, n_val: int, size: tuple[int, int], seed: int, domains: tuple[str, ...]) -> dict:
+    """What ``root/synth.json`` records: a set is the same set exactly when this is equal."""
+    return {"version": VERSION, "seed": seed, "size_hw": list(size), "n_train": n_train, "n_val": n_val,
+            "domains": list(domains)}
+
+
+def _splits(n_train: int, n_val: int) -> tuple[tuple[str, int], ...]:
+    return (("train", n_train), ("val", n_val))
+
+
+def _counts(domains: tuple[str, ...], n_train: int, n_val: int) -> dict[str, int]:
+    return {f"{d}/{split}": n for d in domains for split, n in _splits(n_train, n_val)}
+
+
 def generate(
     root: str | Path,
     *,
@@ -811,8 +825,7 @@ def generate(
     if n_train < 0 or n_val < 0:
         raise ValueError("n_train and n_val must be >= 0")
     root = Path(root)
-    manifest = {"version": VERSION, "seed": seed, "size_hw": [h, w], "n_train": n_train, "n_val": n_val,
-                "domains": list(domains)}
+    manifest = _manifest(n_train=n_train, n_val=n_val, size=(h, w), seed=seed, domains=domains)
     mpath = root / "synth.json"
     if mpath.exists():
         old = json.loads(mpath.read_text())
@@ -824,7 +837,7 @@ def generate(
     elif any((root / FOLDERS[d]).exists() for d in domains):
         raise ValueError(f"{root} already holds dataset folders without {mpath}; use an empty --root")
     tasks = [(d, split, i, seed, (h, w), str(root))
-             for d in domains for split, n in (("train", n_train), ("val", n_val)) for i in range(n)]
+             for d in domains for split, n in _splits(n_train, n_val) for i in range(n)]
     root.mkdir(parents=True, exist_ok=True)
     mpath.write_text(json.dumps(manifest, indent=1) + "\n")  # first, so that an interrupted run can be repeated
     if workers > 1 and len(tasks) > 1:
@@ -834,7 +847,7 @@ def generate(
     else:
         for task in tasks:
             _write_one(task)
-    return {f"{d}/{split}": n for d in domains for split, n in (("train", n_train), ("val", n_val))}
+    return _counts(domains, n_train, n_val)
 
 
 def ensure_generated(
@@ -854,14 +867,12 @@ def ensure_generated(
     """
     root = Path(root)
     mpath = root / "synth.json"
-    h, w = size
-    manifest = {"version": VERSION, "seed": seed, "size_hw": [h, w], "n_train": n_train, "n_val": n_val,
-                "domains": list(domains)}
+    manifest = _manifest(n_train=n_train, n_val=n_val, size=tuple(size), seed=seed, domains=domains)
     if mpath.exists() and json.loads(mpath.read_text()) == manifest:
-        expected = (root / rel for d in domains for split, n in (("train", n_train), ("val", n_val))
+        expected = (root / rel for d in domains for split, n in _splits(n_train, n_val)
                     for i in range(n) for rel in _names(d, split, i).values())
         if all(p.is_file() for p in expected):
-            return {f"{d}/{split}": n for d in domains for split, n in (("train", n_train), ("val", n_val))}
+            return _counts(domains, n_train, n_val)
     return generate(root, n_train=n_train, n_val=n_val, size=size, seed=seed, domains=domains, workers=workers)
 
 
