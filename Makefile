@@ -16,7 +16,7 @@ RUN ?= dg-r50
 GPUS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test reproduce data run sweep report paper lab clean
+.PHONY: help setup test test-fast reproduce data run sweep report paper lab clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ setup: $(STAMP) ## create .venv and install the project with its pinned dependen
 
 test: $(STAMP) ## run the test suite (installs first if needed; includes a papermill smoke run of every notebook)
 	$(PY) -m pytest
+
+test-fast: $(STAMP) ## the quick tests only (no test marked slow: no training runs, no notebooks, no torchrun)
+	$(PY) -m pytest -m "not slow"
 
 data: $(STAMP) ## 00: generate + prepare the synthetic domains (or check a real root: make data PARAMS=params/paper/dg-r50.yaml)
 	mkdir -p $(RESULTS)

@@ -1,28 +1,13 @@
 """aiblib: AIBR (information-bottleneck spatial attention) on DeepLabV3+ / ResNet-V1c.
 
-The top-level names are imported lazily so that ``import aiblib.data`` does not pay
-for the model code (and the other way round).
+A house with floors, each importing only from the floors below it:
+
+1. ``aiblib.model``: the network (torch only);
+2. ``aiblib.data``: dataset facts, files, datasets, transforms, the synthetic generator;
+3. ``losses``, ``metrics``, ``config``, ``checkpoint``, ``runlog``, ``viz``;
+4. ``runtime``, ``inference``, ``evaluate``, ``sampling``, ``trainstats``, ``train``, ``launch``;
+5. ``report``, ``prepare``, ``bench``;
+6. ``aiblib.cli`` and ``python -m aiblib``.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
 __version__ = "0.1.0"
-
-_LAZY = {
-    "ModelConfig": "aiblib.model",
-    "build_model": "aiblib.model",
-    "load_model": "aiblib.checkpoint",
-    "Config": "aiblib.config",
-    "load_config": "aiblib.config",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'aiblib' has no attribute {name!r}")

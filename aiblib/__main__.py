@@ -1,20 +1,22 @@
 """Command line: ``python -m aiblib <command> [args]``.
 
-Each command lives in its own module and exposes ``main(argv: list[str]) -> int``.
+Each command is a module of :mod:`aiblib.cli` with ``main(argv: list[str]) -> int``.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
+from typing import Callable
 
-COMMANDS = {
-    "synth": ("aiblib.synth", "write the synthetic three-domain street scenes"),
-    "prepare": ("aiblib.prepare", "make Cityscapes labelTrainIds, check labels, write a summary"),
-    "convert": ("aiblib.checkpoint", "convert an MMSegmentation AIBR checkpoint to aiblib"),
-    "train": ("aiblib.train", "train a configuration (one device, or under torchrun)"),
-    "evaluate": ("aiblib.evaluate", "score a checkpoint on a dataset split"),
-    "bench": ("aiblib.bench", "print a speed and memory table"),
+from aiblib.cli import bench, convert, evaluate, prepare, synth, train
+
+COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "synth": (synth.main, "write the synthetic three-domain street scenes"),
+    "prepare": (prepare.main, "make Cityscapes labelTrainIds, check labels, write a summary"),
+    "convert": (convert.main, "convert an MMSegmentation AIBR checkpoint to aiblib"),
+    "train": (train.main, "train a configuration (one device, or under torchrun)"),
+    "evaluate": (evaluate.main, "score a checkpoint on a dataset split"),
+    "bench": (bench.main, "print a speed and memory table"),
 }
 
 
@@ -28,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nunknown command {argv[0]!r}", file=sys.stderr)
             return 2
         return 0
-    module = importlib.import_module(COMMANDS[argv[0]][0])
-    return int(module.main(argv[1:]) or 0)
+    command, _ = COMMANDS[argv[0]]
+    return int(command(argv[1:]) or 0)
 
 
 if __name__ == "__main__":

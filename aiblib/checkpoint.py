@@ -1,4 +1,5 @@
-"""Checkpoints: safe loading, atomic saving, MMSegmentation conversion, ImageNet initialisation.
+"""Checkpoints: safe loading, atomic saving, MMSegmentation conversion, ImageNet initialisation,
+and where a run keeps them (:func:`checkpoint_dir`, :func:`last_checkpoint`).
 
 An aiblib checkpoint is a dict ``{"format": "aiblib", "version": 1, "model_config": {...},
 "model": state_dict, ...}`` (the engine adds ``optimizer``, ``scheduler``, ``iteration``,
@@ -10,23 +11,35 @@ becomes an inert ``Placeholder`` that records its name and arguments.
 
 from __future__ import annotations
 
-import argparse
 import collections
+import hashlib
 import os
 import pickle
 import re
-import sys
 import tempfile
 import types
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from aiblib.model import AIBRSegmentor, ModelConfig, build_model
 
 FORMAT, VERSION = "aiblib", 1
+# model_config keys renamed since checkpoints were first written: old name -> new name
+RENAMED_KEYS = {"deterministic": "mean_mask"}
+
+
+def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
+    """The folder of a run's checkpoints: ``run_dir/checkpoints``."""
+    return Path(run_dir) / "checkpoints"
+
+
+def last_checkpoint(run_dir: str | os.PathLike) -> Path:
+    """A run's latest checkpoint, the one training resumes from and evaluation reads by default."""
+    return checkpoint_dir(run_dir) / "last.pth"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,8 +82,6 @@ def _placeholder(module: str, name: str) -> type:
 
 
 def _allowed() -> dict[tuple[str, str], Any]:
-    import numpy as np
-
     allowed: dict[tuple[str, str], Any] = {
         ("collections", "OrderedDict"): collections.OrderedDict,
         ("builtins", "set"): set,
@@ -105,7 +116,6 @@ class SafeUnpickler(pickle.Unpickler):
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
         if module == "numpy.dtypes":
-            import numpy as np
             cls = getattr(np.dtypes, name, None)
             if isinstance(cls, type) and issubclass(cls, np.dtype):
                 return cls
@@ -154,9 +164,65 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def model_checkpoint(model: AIBRSegmentor, **extra: Any) -> dict[str, Any]:
-    """The aiblib checkpoint dict for ``model`` (``pretrained`` cleared: the weights are inside)."""
+    """The aiblib checkpoint dict for ``model`` (``pretrained`` cleared: the weights are inside).
+
+    The weights are CPU copies of the state dict, so the file loads anywhere (SyncBN and BN
+    share names, so it loads into either).
+    """
     cfg = model.config.replace(pretrained="")
-    return {"format": FORMAT, "version": VERSION, "model_config": cfg.to_dict(), "model": model.state_dict(), **extra}
+    weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return {"format": FORMAT, "version": VERSION, "model_config": cfg.to_dict(), "model": weights, **extra}
+
+
+def save_training_checkpoint(state: dict, ckpt_dir: Path, *, keep_copy: bool) -> Path:
+    """Write ``last.pth`` atomically; with ``keep_copy`` also ``iter_NNNNNN.pth`` (``last.pth``
+    is then a hard link to it where the file system allows). Returns the file written."""
+    last = ckpt_dir / "last.pth"
+    if not keep_copy:
+        save_atomic(state, last)
+        return last
+    kept = ckpt_dir / f"iter_{state['iteration']:06d}.pth"
+    save_atomic(state, kept)
+    tmp = ckpt_dir / ".last.pth.link"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(kept, tmp)
+        os.replace(tmp, last)
+    except OSError:
+        save_atomic(state, last)
+    return kept
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """The file's SHA-256, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def describe_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """What a scored checkpoint was: ``path`` (absolute), ``sha256``, ``bytes``, and when its
+    metadata reads, ``format`` ("aiblib", "mmsegmentation" or "unknown") and ``iteration``."""
+    path = Path(path)
+    identity: dict[str, Any] = {"path": str(path.resolve()), "sha256": sha256(path), "bytes": path.stat().st_size}
+    try:
+        data = safe_load(path)
+    except Exception as exc:  # noqa: BLE001 - informative only; load_model reports real problems
+        identity["note"] = f"metadata unreadable: {exc}"
+        return identity
+    if isinstance(data, dict):
+        identity["format"] = data.get("format", "mmsegmentation" if "state_dict" in data else "unknown")
+        iteration = data.get("iteration")
+        if iteration is None and isinstance(data.get("meta"), dict):
+            iteration = data["meta"].get("iter")
+        if iteration is not None:
+            try:
+                identity["iteration"] = int(iteration)
+            except (TypeError, ValueError):  # a placeholder for a numpy scalar, say
+                identity["iteration"] = str(iteration)
+    return identity
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,12 +306,13 @@ def convert_mmseg_state_dict(sd: dict[str, torch.Tensor]) -> tuple[dict[str, tor
 def load_model(path: str | os.PathLike, **overrides: Any) -> AIBRSegmentor:
     """Rebuild a model (in eval mode) from an aiblib checkpoint or an MMSegmentation one.
 
-    ``overrides`` change configuration fields, e.g. ``deterministic=True, test_samples=1``.
+    ``overrides`` change configuration fields, e.g. ``mean_mask=True, test_samples=1``.
     Raises ValueError naming the file when keys are missing or left over.
     """
     obj = safe_load(path)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        cfg = ModelConfig.from_dict({**obj["model_config"], "pretrained": "", **overrides})
+        saved = {RENAMED_KEYS.get(k, k): v for k, v in obj["model_config"].items()}
+        cfg = ModelConfig.from_dict({**saved, "pretrained": "", **overrides})
         sd = obj["model"]
     else:
         sd, inferred, report = convert_mmseg_state_dict(_state_dict_of(obj))
@@ -260,7 +327,7 @@ def load_model(path: str | os.PathLike, **overrides: Any) -> AIBRSegmentor:
     return model.eval()
 
 
-def load_pretrained_backbone(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
+def init_pretrained(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
     """Initialise ``model.backbone`` (or ``model`` if it is a backbone) from an ImageNet ResNet file.
 
     Accepts torchvision ResNet files (``conv1``/``bn1`` 7x7 stem: the V1c stem stays random,
@@ -288,39 +355,23 @@ def load_pretrained_backbone(model: nn.Module, path: str | os.PathLike) -> dict[
             "missing": sorted(set(own) - set(load))}
 
 
-# ---------------------------------------------------------------------------------------------
-# CLI: python -m aiblib convert SRC DST
+def convert_file(src: str | os.PathLike, dst: str | os.PathLike, *, output_stride: int = 8,
+                 beta: float | None = None) -> tuple[ModelConfig, dict[str, list[str]]]:
+    """Convert an MMSegmentation AIBR / DeepLabV3+ checkpoint ``src`` into an aiblib one at ``dst``.
 
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aiblib convert",
-                                     description="Convert an MMSegmentation AIBR / DeepLabV3+ checkpoint to aiblib.")
-    parser.add_argument("src", help="MMSegmentation checkpoint (.pth)")
-    parser.add_argument("dst", help="aiblib checkpoint to write")
-    parser.add_argument("--beta", type=float, default=None, help="beta to record in the config (default 1e-3)")
-    parser.add_argument("--output-stride", type=int, default=8, choices=(8, 16))
-    args = parser.parse_args(argv)
-    obj = safe_load(args.src)
-    try:
-        sd, cfg, report = convert_mmseg_state_dict(_state_dict_of(obj))
-    except ValueError as e:
-        print(f"error: {args.src}: {e}", file=sys.stderr)
-        return 1
-    changes: dict[str, Any] = {"output_stride": args.output_stride}
-    if args.beta is not None:
-        changes["beta"] = args.beta
-    cfg = cfg.replace(**changes)
-    print(f"{args.src}: {len(report['mapped'])} keys mapped; model {cfg.to_dict()}")
-    for key in report["unmapped"]:
-        print(f"  unmapped source key: {key}")
-    for key in report["missing"]:
-        print(f"  missing model key (left at initialisation): {key}")
+    The weights do not tell the output stride (the reference's is 8) nor β (recorded only);
+    keys of the model that the file lacks stay at their initialisation and are reported.
+    Returns ``(config, report)`` as :func:`convert_mmseg_state_dict`; raises ValueError when
+    ``src`` is not a DeepLabV3+ state dict.
+    """
+    obj = safe_load(src)
+    sd, cfg, report = convert_mmseg_state_dict(_state_dict_of(obj))
+    cfg = cfg.replace(output_stride=output_stride, **({} if beta is None else {"beta": beta}))
     model = build_model(cfg)
     model.load_state_dict(sd, strict=False)
+    source: dict[str, Any] = {"path": str(src), "unmapped": report["unmapped"], "missing": report["missing"]}
     meta = obj.get("meta") if isinstance(obj, dict) else None
-    source = {"path": str(args.src), "unmapped": report["unmapped"], "missing": report["missing"]}
     if isinstance(meta, dict):
         source["meta"] = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))}
-    save_atomic(model_checkpoint(model, converted_from=source), args.dst)
-    print(f"wrote {args.dst}")
-    return 0 if not report["missing"] else 1
+    save_atomic(model_checkpoint(model, converted_from=source), dst)
+    return cfg, report

@@ -9,7 +9,8 @@ The keys are the parameter names of ``params/*.yaml`` and of the notebooks'
 and on the command line ``-f params/x.yaml -p iterations 200 -p beta 1e-4``.
 Precedence: defaults < file < overrides. Unknown keys and wrong types raise a
 ``ValueError`` that names the key (and the file). The model keys are exactly the
-field names of :class:`aiblib.model.ModelConfig`.
+field names of :class:`aiblib.model.ModelConfig`,
+which :class:`Config` extends.
 
 Note on YAML: PyYAML reads ``1e-4`` (no dot) as a *string*; float keys accept such
 strings when they parse as numbers, but ``1.0e-4`` is the portable spelling.
@@ -18,7 +19,9 @@ strings when they parse as numbers, but ``1.0e-4`` is the portable spelling.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,10 @@ from typing import Any, Iterable
 
 import yaml
 
-__all__ = ["Config", "load_config", "config_from_namespace", "parse_overrides", "MODEL_KEYS", "RUNTIME_KEYS"]
+from aiblib.model import ModelConfig
+
+__all__ = ["Config", "load_config", "config_from_namespace", "parse_overrides", "check_resumable", "MODEL_KEYS",
+           "RUNTIME_KEYS"]
 
 
 def _f(default: Any, doc: str) -> Any:
@@ -37,23 +43,10 @@ def _f(default: Any, doc: str) -> Any:
 
 
 @dataclass
-class Config:
-    """Every key of a run. Each field's ``metadata["doc"]`` is its one-line description."""
+class Config(ModelConfig):
+    """Every key of a run: the model's (declared once, in :class:`ModelConfig`, and inherited
+    here) followed by the engine's. Each field's ``metadata["doc"]`` is its one-line description."""
 
-    # --- model (exactly aiblib.model.ModelConfig's fields) ---
-    depth: int = _f(50, "ResNet-V1c depth: 18, 50 or 101")
-    num_classes: int = _f(19, "number of classes (19 Cityscapes trainIds)")
-    output_stride: int = _f(8, "backbone output stride: 8 (reference) or 16 (about 3x cheaper)")
-    attention: bool = _f(True, "AIB spatial attention on (AIBR) or off (plain DeepLabV3+ baseline)")
-    beta: float = _f(1e-3, "weight of the KL (bits) term; 0 keeps the attention without the term")
-    train_samples: int = _f(1, "attention masks sampled per image in training")
-    test_samples: int = _f(4, "attention masks sampled per image at test time (logits averaged)")
-    deterministic: bool = _f(False, "use mask = mu (no sampling), n = 1")
-    aspp_channels: int = _f(512, "ASPP / decoder width")
-    skip_channels: int = _f(48, "c1 skip projection width")
-    aux_channels: int = _f(256, "auxiliary FCN head width (0 = no auxiliary head)")
-    dropout: float = _f(0.1, "dropout before the classifiers")
-    pretrained: str = _f("", "local ImageNet ResNet-V1c / torchvision ResNet file for the backbone; '' = from scratch")
     # --- loss ---
     aux_weight: float = _f(0.4, "weight of the auxiliary cross-entropy")
     loss_reduction: str = _f("all", "'all': mean over all pixels, ignored count 0 (reference); 'valid': over labelled pixels")
@@ -114,6 +107,7 @@ class Config:
 
     # ------------------------------------------------------------------
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_choice("amp", self.amp, ("auto", "bf16", "off"))
         _check_choice("channels_last", self.channels_last, ("auto", True, False))
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))
@@ -154,10 +148,8 @@ class Config:
         """A copy with some keys changed (checked like any override)."""
         return Config.from_dict({**self.to_dict(), **changes}, source="replace()")
 
-    def model_config(self):
-        """The :class:`aiblib.model.ModelConfig` made of this configuration's model keys."""
-        from aiblib.model import ModelConfig
-
+    def model_config(self) -> ModelConfig:
+        """The :class:`ModelConfig` made of this configuration's model keys."""
         return ModelConfig.from_dict({k: getattr(self, k) for k in MODEL_KEYS})
 
     def resolved_run_dir(self) -> Path:
@@ -182,10 +174,8 @@ class Config:
         return "\n".join(lines)
 
 
-MODEL_KEYS = (
-    "depth", "num_classes", "output_stride", "attention", "beta", "train_samples", "test_samples",
-    "deterministic", "aspp_channels", "skip_channels", "aux_channels", "dropout", "pretrained",
-)
+# the model keys: ModelConfig's fields, in order
+MODEL_KEYS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 # keys that may change when a run is resumed (everything else must match the saved config.yaml)
 RUNTIME_KEYS = (
     "iterations", "val_interval", "checkpoint_interval", "log_interval", "num_workers", "device",
@@ -194,6 +184,19 @@ RUNTIME_KEYS = (
     "val_dataset", "val_split", "pretrained", "amp", "channels_last", "sync_bn", "deterministic_algorithms",
     "checkpoint", "eval_targets", "protocol", "synthetic", "synth_train", "synth_val", "synth_size", "synth_seed",
 )
+
+
+def check_resumable(saved: dict[str, Any], cfg: Config, source: str | Path) -> None:
+    """ValueError naming the keys, unless ``cfg`` is the same experiment as the ``saved``
+    configuration (only :data:`RUNTIME_KEYS` may differ)."""
+    current = cfg.to_dict()
+    changed = [k for k, v in saved.items() if k not in RUNTIME_KEYS and k in current and current[k] != v]
+    if changed:
+        details = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in changed)
+        raise ValueError(
+            f"cannot resume {source}: these keys differ from the run's saved configuration: {details}. "
+            "Use another name (or run_dir) for a different experiment."
+        )
 
 
 def load_config(
@@ -266,8 +269,6 @@ def _coerce_all(d: dict[str, Any], *, source: str) -> dict[str, Any]:
 
 
 def _unknown(key: str, source: str) -> str:
-    import difflib
-
     names = [f.name for f in dataclasses.fields(Config)]
     close = difflib.get_close_matches(str(key), names, n=3)
     hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
@@ -278,7 +279,7 @@ def _coerce(key: str, value: Any, tp: Any, *, source: str) -> Any:
     """Check ``value`` against the annotation ``tp``; the only conversions are
     int -> float, numeric str -> float (YAML's '1e-4'), and tuple -> list."""
     origin = typing.get_origin(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(tp):
             try:
                 return _coerce(key, value, option, source=source)

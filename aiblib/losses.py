@@ -6,13 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-IGNORE_INDEX = 255
+from aiblib.data import IGNORE_INDEX
 
 
 def cross_entropy(logits: Tensor, labels: Tensor, *, reduction: str = "all") -> Tensor:
     """CE of logits (B, K, h, w) against labels (B, H, W) int64, after bilinear upsampling to (H, W).
 
-    ``reduction="all"`` (reference, MMSegmentation 1.x): mean over all pixels, ignored (255) ones
+    ``reduction="all"`` (reference, MMSegmentation 1.x): mean over all pixels, ignored (IGNORE_INDEX) ones
     counting zero. ``"valid"``: mean over the non-ignored pixels only.
     """
     if reduction not in ("all", "valid"):

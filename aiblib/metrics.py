@@ -18,10 +18,13 @@ import math
 import torch
 import torch.distributed as dist
 
-__all__ = ["confusion_matrix", "all_reduce_confusion", "metrics_from_confusion", "format_table"]
+from aiblib.data import CLASSES, IGNORE_INDEX
+
+__all__ = ["confusion_matrix", "all_reduce_confusion", "metrics_from_confusion", "format_table", "class_names"]
 
 
-def confusion_matrix(pred: torch.Tensor, label: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
+def confusion_matrix(pred: torch.Tensor, label: torch.Tensor, num_classes: int,
+                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """``pred`` and ``label``: integer tensors of the same shape (any, e.g. (B,H,W)).
 
     Returns an int64 (K, K) matrix on ``label``'s device, rows = true class, columns = prediction.
@@ -96,3 +99,8 @@ def format_table(metrics: dict) -> str:
 def _nanmean(x: torch.Tensor) -> float:
     valid = ~torch.isnan(x)
     return float(x[valid].mean()) if valid.any() else math.nan
+
+
+def class_names(num_classes: int) -> list[str]:
+    """Names of ``num_classes`` classes: the Cityscapes ones when there are 19, else "0".."K-1"."""
+    return list(CLASSES) if len(CLASSES) == num_classes else [str(i) for i in range(num_classes)]

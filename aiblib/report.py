@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -90,8 +91,6 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 
 def plot_beta(runs: pd.DataFrame):
     """mIoU against β per domain and protocol; the baseline as a dashed line. Returns the figure."""
-    import matplotlib.pyplot as plt
-
     protocols = sorted(runs["protocol"].unique())
     fig, axes = plt.subplots(1, len(protocols), figsize=(6 * len(protocols), 4), squeeze=False)
     for ax, protocol in zip(axes[0], protocols):

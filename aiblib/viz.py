@@ -1,18 +1,26 @@
 """Pictures for the notebooks: label colours, heat maps, overlays, training curves.
 
-Every function takes numpy arrays or tensors and returns uint8 RGB arrays
-(H, W, 3) or matplotlib figures; nothing here reads configuration or writes files
-except :func:`save_png`.
+Every function takes numpy arrays, tensors, DataFrames or dicts handed to it and returns
+uint8 RGB arrays (H, W, 3) or matplotlib figures; nothing here reads run files or
+configuration, and nothing writes files except :func:`save_png`.
 """
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
+from matplotlib.patches import Patch
+from PIL import Image
+
+from aiblib.data import CLASSES, IGNORE_INDEX, NUM_CLASSES, PALETTE
+from aiblib.data.transforms import denormalize
 
 __all__ = [
     "to_numpy", "colorize", "heatmap", "overlay", "blend_labels", "denormalize_image",
@@ -30,8 +38,6 @@ def to_numpy(x: Any) -> np.ndarray:
 
 def _palette(palette: Sequence[Sequence[int]] | None) -> np.ndarray:
     if palette is None:
-        from aiblib.data import PALETTE
-
         palette = PALETTE
     return np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
 
@@ -51,8 +57,6 @@ def colorize(label: Any, palette: Sequence[Sequence[int]] | None = None, ignore_
 def heatmap(values: Any, *, vmin: float | None = 0.0, vmax: float | None = 1.0, cmap: str = "magma") -> np.ndarray:
     """(H, W) floats -> (H, W, 3) uint8 through a matplotlib colormap; ``vmin``/``vmax``
     None means the map's own min / max. NaN is drawn black."""
-    import matplotlib
-
     values = to_numpy(values).astype(np.float32)
     if values.ndim == 3 and values.shape[0] == 1:
         values = values[0]
@@ -66,7 +70,7 @@ def heatmap(values: Any, *, vmin: float | None = 0.0, vmax: float | None = 1.0, 
 
 def denormalize_image(image: Any) -> np.ndarray:
     """A model input (3, H, W) normalized float, or a uint8 (3, H, W) / (H, W, 3) image
-    -> (H, W, 3) uint8 RGB."""
+    -> (H, W, 3) uint8 RGB (a normalized input through :func:`aiblib.data.transforms.denormalize`)."""
     arr = to_numpy(image)
     if arr.ndim != 3:
         raise ValueError(f"expected a 3-D image, got shape {arr.shape}")
@@ -74,17 +78,13 @@ def denormalize_image(image: Any) -> np.ndarray:
         arr = arr.transpose(1, 2, 0)
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(arr)
-    from aiblib.data import MEAN, STD
-
-    out = arr * np.asarray(STD, dtype=np.float32) + np.asarray(MEAN, dtype=np.float32)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    chw = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    return denormalize(chw).permute(1, 2, 0).numpy()
 
 
 def _resize_rgb(rgb: np.ndarray, size: tuple[int, int], *, nearest: bool) -> np.ndarray:
     if rgb.shape[:2] == tuple(size):
         return rgb
-    from PIL import Image
-
     resample = Image.NEAREST if nearest else Image.BILINEAR
     return np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), resample))
 
@@ -103,7 +103,7 @@ def blend_labels(image: Any, label: Any, *, alpha: float = 0.5, palette: Sequenc
     img = denormalize_image(image)
     lab = to_numpy(label).astype(np.int64)
     color = _resize_rgb(colorize(lab, palette), img.shape[:2], nearest=True)
-    mask = _resize_rgb(np.repeat(((lab != 255) * 255).astype(np.uint8)[..., None], 3, 2), img.shape[:2], nearest=True)
+    mask = _resize_rgb(np.repeat(((lab != IGNORE_INDEX) * 255).astype(np.uint8)[..., None], 3, 2), img.shape[:2], nearest=True)
     out = img.astype(np.float32)
     keep = mask[..., 0] > 0
     out[keep] = out[keep] * (1 - alpha) + color[keep].astype(np.float32) * alpha
@@ -112,8 +112,6 @@ def blend_labels(image: Any, label: Any, *, alpha: float = 0.5, palette: Sequenc
 
 def save_png(rgb_or_gray: np.ndarray, path: str | Path) -> Path:
     """Write a uint8 (H, W, 3) or (H, W) array as PNG; returns the path."""
-    from PIL import Image
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(rgb_or_gray)).save(path)
@@ -122,11 +120,7 @@ def save_png(rgb_or_gray: np.ndarray, path: str | Path) -> Path:
 
 def legend_handles(class_names: Sequence[str] | None = None, palette: Sequence[Sequence[int]] | None = None) -> list:
     """matplotlib patches for a class legend: ``ax.legend(handles=legend_handles())``."""
-    from matplotlib.patches import Patch
-
     if class_names is None:
-        from aiblib.data import CLASSES
-
         class_names = CLASSES
     colors = _palette(palette)
     return [Patch(color=colors[i] / 255.0, label=name) for i, name in enumerate(class_names)]
@@ -135,8 +129,6 @@ def legend_handles(class_names: Sequence[str] | None = None, palette: Sequence[S
 def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = None, *, ncols: int | None = None,
                 size: float = 3.0, suptitle: str | None = None):
     """A grid of RGB / grayscale arrays; returns the figure."""
-    import matplotlib.pyplot as plt
-
     n = len(images)
     ncols = ncols or n
     nrows = (n + ncols - 1) // ncols
@@ -156,65 +148,51 @@ def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = Non
     return fig
 
 
-def plot_training(run_dir: str | Path, *, keys: Sequence[str] = ("loss", "loss_ce", "loss_aux", "loss_kl")):
-    """Loss terms, learning rate, mu statistics and validation mIoU of a run, from its
-    ``log.jsonl``; returns the figure (2 x 2 panels)."""
-    import matplotlib.pyplot as plt
-
-    from aiblib.train import read_log
-
-    train = read_log(run_dir, "train")
-    try:
-        val = read_log(run_dir, "val")
-    except FileNotFoundError:
-        val = None
+def plot_training(train_log: pd.DataFrame, val_log: pd.DataFrame | None = None, *, title: str = "",
+                  keys: Sequence[str] = ("loss", "loss_ce", "loss_aux", "loss_kl")):
+    """Loss terms, learning rate, mu statistics and validation mIoU of a run, from its log
+    tables (``aiblib.runlog.read_log(run_dir, "train")`` and ``"val"``); returns the figure
+    (2 x 2 panels) titled ``title``."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     ax = axes[0, 0]
     for key in keys:
-        if key in train:
-            ax.plot(train["iteration"], train[key], label=key)
+        if key in train_log:
+            ax.plot(train_log["iteration"], train_log[key], label=key)
     ax.set_title("loss terms"), ax.set_xlabel("iteration"), ax.legend(fontsize=8)
     ax = axes[0, 1]
-    if "lr" in train:
-        ax.plot(train["iteration"], train["lr"])
+    if "lr" in train_log:
+        ax.plot(train_log["iteration"], train_log["lr"])
     ax.set_title("learning rate"), ax.set_xlabel("iteration")
     ax = axes[1, 0]
-    if "mu_mean" in train:
-        ax.plot(train["iteration"], train["mu_mean"], label="mean")
-        ax.fill_between(train["iteration"], train["mu_min"], train["mu_max"], alpha=0.25, label="min..max")
+    if "mu_mean" in train_log:
+        ax.plot(train_log["iteration"], train_log["mu_mean"], label="mean")
+        ax.fill_between(train_log["iteration"], train_log["mu_min"], train_log["mu_max"], alpha=0.25, label="min..max")
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "no attention", ha="center", va="center", transform=ax.transAxes)
     ax.set_title("attention mu"), ax.set_xlabel("iteration")
     ax = axes[1, 1]
-    if val is not None and len(val):
-        ax.plot(val["iteration"], val["mIoU"], marker="o")
+    if val_log is not None and len(val_log):
+        ax.plot(val_log["iteration"], val_log["mIoU"], marker="o")
     ax.set_title("validation mIoU (%)"), ax.set_xlabel("iteration")
-    fig.suptitle(Path(run_dir).name)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def plot_per_class(results: dict[str, str | Path | dict], *, metric: str = "IoU"):
+def plot_per_class(results: dict[str, dict], *, metric: str = "IoU"):
     """Grouped bars of per-class ``metric`` for several evaluations.
 
-    ``results`` maps a label (e.g. a domain) to a ``metrics.json`` path, its folder, or
-    the dict :func:`aiblib.evaluate.evaluate` returned. Returns the figure.
+    ``results`` maps a label (e.g. a domain) to a metrics dict (the one
+    :func:`aiblib.evaluate.evaluate_checkpoint` returns, or its ``metrics.json`` read back).
+    Returns the figure.
     """
-    import matplotlib.pyplot as plt
-
-    tables = {}
-    for label, item in results.items():
-        if not isinstance(item, dict):
-            path = Path(item)
-            path = path / "metrics.json" if path.is_dir() else path
-            item = json.loads(path.read_text())
-        tables[label] = item
-    classes = [row["class"] for row in next(iter(tables.values()))["per_class"]]
-    width = 0.8 / max(len(tables), 1)
+    classes = [row["class"] for row in next(iter(results.values()))["per_class"]]
+    width = 0.8 / max(len(results), 1)
     fig, ax = plt.subplots(figsize=(max(8, len(classes) * 0.6), 4))
     x = np.arange(len(classes))
-    for i, (label, item) in enumerate(tables.items()):
+    for i, (label, item) in enumerate(results.items()):
         values = [np.nan if row[metric] is None else row[metric] for row in item["per_class"]]
         ax.bar(x + i * width - 0.4 + width / 2, values, width, label=f"{label} (m{metric} {item['m' + metric]:.1f})")
     ax.set_xticks(x, classes, rotation=60, ha="right")
@@ -224,19 +202,17 @@ def plot_per_class(results: dict[str, str | Path | dict], *, metric: str = "IoU"
     return fig
 
 
-def class_frequencies(summary: Any, *, split: str = "train"):
+def class_frequencies(summary: pd.DataFrame, *, split: str = "train") -> pd.DataFrame:
     """Long table (dataset, class, percent) of the class pixel fractions in a
     :func:`aiblib.prepare.prepare` summary, for one split (percent of labelled pixels)."""
-    from aiblib.data import CLASSES
-
     rows = summary[summary["split"] == split]
     long = rows.melt(id_vars="dataset", value_vars=list(CLASSES), var_name="class", value_name="fraction")
     long["percent"] = 100.0 * long["fraction"]
     return long[["dataset", "class", "percent"]]
 
 
-def attention_figure(image: Any, label: Any, baseline: dict, aibr: dict, *, title: str = "", num_classes: int = 19):
-    """Baseline vs AIBR on one image, from two :func:`aiblib.evaluate.analyze` results.
+def attention_figure(image: Any, label: Any, baseline: dict, aibr: dict, *, title: str = "", num_classes: int = NUM_CLASSES):
+    """Baseline vs AIBR on one image, from two :func:`aiblib.inference.image_maps` results.
 
     Row 1: image, label, baseline prediction, AIBR prediction, AIBR ``mu`` over the image.
     Row 2: one sampled mask, the spread of the masks (max - min over samples), predictive
@@ -244,10 +220,6 @@ def attention_figure(image: Any, label: Any, baseline: dict, aibr: dict, *, titl
     own maximum, printed in the title). ``image`` (3,H,W) uint8 and ``label`` (H,W) at
     the maps' size. Returns the figure.
     """
-    import math
-
-    import matplotlib.pyplot as plt
-
     ln_k = math.log(num_classes)
     masks = aibr.get("masks")
     mi_max = float(np.max(aibr["mi"]))

@@ -3,9 +3,9 @@ and (``--gap``) the synthetic domain gap seen by a small CNN.
 
     flock /tmp/aibr-cpu.lock .venv/bin/python benchmarks/bench_data.py [--gap] [--out DIR]
 
-Prints markdown tables. Everything is written under a temporary folder unless ``--root``
-names an existing prepared synthetic root (then the frequency table and the gap
-experiment use it as is).
+Prints markdown tables (sizes as HxW). Everything is written under a temporary folder unless
+``--root`` names an existing prepared synthetic root (then the frequency table and the gap
+experiment use it as is). mIoU is scored with :mod:`aiblib.metrics`.
 """
 
 from __future__ import annotations
@@ -24,25 +24,24 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from aiblib import synth
-from aiblib import transforms as T
-from aiblib.data import CLASSES, IGNORE_INDEX, NUM_CLASSES, build_dataset
+from aiblib.data import CLASSES, IGNORE_INDEX, NUM_CLASSES, build_dataset, synth
+from aiblib.data import transforms as T
+from aiblib.metrics import confusion_matrix, metrics_from_confusion
 from aiblib.prepare import prepare
 
 # Share of all pixels per trainId class in Cityscapes gtFine train, as tabulated in
 # github.com/m-birke/automotive-segmentation-datasets (cityscapes.md, "pixel-wise occ [%]").
 CITYSCAPES_PERCENT = (32.7, 5.3, 20.1, 0.59, 0.77, 1.1243, 0.1823, 0.5015, 14.3, 0.98, 3.5, 1.1, 0.1295,
                       6.0, 0.2406, 0.2271, 0.1907, 0.0848, 0.4030)
-DOMAIN_DATASET = {"cityscapes": "cityscapes", "bdd100k": "bdd100k", "nightcity": "nightcity"}
 
 
 def bench_generator(tmp: Path, n: int, size: tuple[int, int], workers: int) -> dict:
     start = time.perf_counter()
     n_val = n // 5
-    counts = synth.generate(tmp / f"gen-{size[1]}x{size[0]}", n_train=n - n_val, n_val=n_val, size=size, seed=0, workers=workers)
+    counts = synth.generate(tmp / f"gen-{size[0]}x{size[1]}", n_train=n - n_val, n_val=n_val, size=size, seed=0, workers=workers)
     seconds = time.perf_counter() - start
     total = sum(counts.values())
-    return {"size": f"{size[1]}x{size[0]}", "images": total, "workers": workers, "seconds": seconds, "images_per_s": total / seconds}
+    return {"size": f"{size[0]}x{size[1]}", "images": total, "workers": workers, "seconds": seconds, "images_per_s": total / seconds}
 
 
 def bench_loader(root: Path, base: tuple[int, int], crop: tuple[int, int], workers: int, batches: int,
@@ -65,15 +64,15 @@ def bench_loader(root: Path, base: tuple[int, int], crop: tuple[int, int], worke
             continue
         seen += batch["image"].shape[0]
     seconds = time.perf_counter() - start
-    return {"image": f"{base[1]}x{base[0]}", "crop": f"{crop[1]}x{crop[0]}", "workers": workers,
+    return {"image": f"{base[0]}x{base[1]}", "crop": f"{crop[0]}x{crop[1]}", "workers": workers,
             "images_per_s": seen / seconds, "ms_per_image": 1000 * seconds / seen}
 
 
 def class_frequencies(root: Path) -> dict[str, np.ndarray]:
     df = prepare(root, verbose=False)
     out = {}
-    for domain, name in DOMAIN_DATASET.items():
-        rows = df[(df["dataset"] == name)]
+    for domain in synth.DOMAINS:
+        rows = df[(df["dataset"] == domain)]
         weights = rows["images"].to_numpy(dtype=float)
         freq = (rows[list(CLASSES)].to_numpy(dtype=float) * weights[:, None]).sum(0) / weights.sum()
         out[domain] = freq
@@ -98,13 +97,8 @@ def miou(model: nn.Module, ds, max_items: int = 100) -> float:
             item = ds[i]
             logits = model(item["image"][None])
             logits = nn.functional.interpolate(logits, size=item["label"].shape, mode="bilinear", align_corners=False)
-            pred, label = logits.argmax(1)[0].reshape(-1), item["label"].reshape(-1)
-            keep = label != IGNORE_INDEX
-            conf += torch.bincount(label[keep] * NUM_CLASSES + pred[keep], minlength=NUM_CLASSES ** 2).view(NUM_CLASSES, NUM_CLASSES)
-    inter = conf.diag().double()
-    union = conf.sum(0).double() + conf.sum(1).double() - inter
-    present = union > 0
-    return float((inter[present] / union[present]).mean() * 100)
+            conf += confusion_matrix(logits.argmax(1)[0], item["label"], NUM_CLASSES)
+    return metrics_from_confusion(conf)["mIoU"]
 
 
 def gap_experiment(root: Path, iters: int, train_on: str, size: tuple[int, int]) -> dict:
@@ -130,7 +124,7 @@ def gap_experiment(root: Path, iters: int, train_on: str, size: tuple[int, int])
                 break
     result = {"train_on": train_on, "iters": iters, "train_s": time.perf_counter() - start, "final_loss": float(loss.detach())}
     test = T.test_transform(base_size=size)
-    for name in ("cityscapes", "bdd100k", "nightcity"):
+    for name in synth.DOMAINS:
         result[name] = miou(model, build_dataset(name, root, "val", test))
     return result
 
@@ -145,7 +139,7 @@ def table(rows: list[dict], cols: list[str], fmt: dict | None = None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default="", help="an existing prepared synthetic root (512x256) to reuse")
+    parser.add_argument("--root", default="", help="an existing prepared synthetic root (256x512) to reuse")
     parser.add_argument("--n", type=int, default=500, help="images per domain (4/5 train, 1/5 val) for the generator timing")
     parser.add_argument("--batches", type=int, default=20, help="batches of 2 per loader measurement")
     parser.add_argument("--gap", action="store_true", help="also run the domain-gap experiment")
@@ -159,7 +153,7 @@ def main() -> None:
         gen = [bench_generator(tmp, args.n, (256, 512), 2)]
         print("## Generator (3 domains, train + val)\n")
         print(table(gen, ["size", "images", "workers", "seconds", "images_per_s"], {"seconds": "{:.1f}", "images_per_s": "{:.1f}"}))
-        root = Path(args.root) if args.root else tmp / "gen-512x256"
+        root = Path(args.root) if args.root else tmp / "gen-256x512"
         big = tmp / "big"
         t0 = time.perf_counter()
         synth.generate(big, n_train=12, n_val=0, size=(1024, 2048), seed=0, domains=("cityscapes",), workers=2)
@@ -169,7 +163,7 @@ def main() -> None:
         for workers in (0, 2):
             loader_rows.append(bench_loader(big, (1024, 2048), (512, 1024), workers, args.batches // 2))
             loader_rows.append(bench_loader(root if args.root else _prepared(root), (256, 512), (128, 256), workers, args.batches))
-        print(f"\n(generator at 2048x1024: {gen_big:.2f} images/s with 2 workers)\n")
+        print(f"\n(generator at 1024x2048: {gen_big:.2f} images/s with 2 workers)\n")
         print("## Loader + training transform (cityscapes layout, batch 2, decode + resize/crop/flip/photometric/pad/normalize)\n")
         print(table(loader_rows, ["image", "crop", "workers", "images_per_s", "ms_per_image"], {"images_per_s": "{:.1f}", "ms_per_image": "{:.0f}"}))
         freqs = class_frequencies(root)
@@ -182,9 +176,9 @@ def main() -> None:
         results.update(generator=gen, generator_2048_images_per_s=gen_big, loader=loader_rows,
                        frequencies={d: f.tolist() for d, f in freqs.items()}, total_variation=tv)
         if args.gap:
-            gap_rows = [gap_experiment(root, args.gap_iters, src, (256, 512)) for src in ("cityscapes", "bdd100k", "nightcity")]
+            gap_rows = [gap_experiment(root, args.gap_iters, src, (256, 512)) for src in synth.DOMAINS]
             print(f"\n## Domain gap: tiny CNN ({sum(p.numel() for p in tiny_cnn().parameters()) / 1e3:.0f} k params), "
-                  f"{args.gap_iters} iterations of batch 8 at 256x128 crops, mIoU % on each val split\n")
+                  f"{args.gap_iters} iterations of batch 8 at 128x256 crops, mIoU % on each val split\n")
             print(table(gap_rows, ["train_on", "cityscapes", "bdd100k", "nightcity", "train_s"],
                         {"cityscapes": "{:.1f}", "bdd100k": "{:.1f}", "nightcity": "{:.1f}", "train_s": "{:.0f}"}))
             results["gap"] = gap_rows

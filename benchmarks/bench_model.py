@@ -1,7 +1,7 @@
 """Print the model core's table: parameter counts, CPU training-step time, multi-sample inference.
 
 Run (takes a few minutes on 2 cores; serialise with other heavy jobs):
-    PYTHONPATH=. flock /tmp/aibr-cpu.lock .venv/bin/python benchmarks/bench_model.py
+    PYTHONPATH=. flock /tmp/aibr-cpu.lock .venv/bin/python benchmarks/bench_model.py [--size 256x512]
 """
 
 from __future__ import annotations
@@ -12,17 +12,21 @@ import platform
 import torch
 
 from aiblib.bench import parameter_counts, time_multisample, time_train_step
+from aiblib.cli.common import parse_size
 from aiblib.model import ModelConfig, build_model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, nargs=2, default=(256, 512), metavar=("H", "W"))
+    parser.add_argument("--size", default="256x512", metavar="HxW", help="input size HxW (default 256x512)")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--depths", type=int, nargs="+", default=(18, 50))
     args = parser.parse_args()
-    size = tuple(args.size)
+    try:
+        size = parse_size(args.size, option="--size")
+    except ValueError as exc:
+        parser.error(str(exc))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}; "
           f"reference widths (ASPP 512, skip 48, aux 256), output stride 8, 19 classes\n")
 

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from aiblib.checkpoint import (Placeholder, load_model, load_pretrained_backbone, main, model_checkpoint, safe_load,
-                               save_atomic)
+from conftest import to_mmseg_names
+
+from aiblib.checkpoint import Placeholder, init_pretrained, load_model, model_checkpoint, safe_load, save_atomic
+from aiblib.cli.convert import main
 from aiblib.model import ModelConfig, build_model
 
 TINY = dict(depth=18, aspp_channels=32, skip_channels=8, aux_channels=16)
@@ -122,18 +124,6 @@ def _trained_like_model(**kw) -> torch.nn.Module:
     return model.eval()
 
 
-def _to_mmseg_names(sd: dict) -> dict:
-    """The test's own renaming (independent of the converter)."""
-    out = {}
-    for k, v in sd.items():
-        k = k.replace("attention.mu_conv.", "backbone.att_module_mu.0.")
-        k = k.replace("attention.std_conv.", "backbone.att_module_std.0.")
-        if k.startswith("aux_head."):
-            k = "auxiliary_head." + k[len("aux_head."):]
-        out[k] = v
-    return out
-
-
 def _fake_mmengine_class():
     """A class from a module that is not installed, as MMEngine's HistoryBuffer is here."""
     mod = types.ModuleType("mmengine.logging.history_buffer")
@@ -163,8 +153,8 @@ def _save_with_fake_module(obj, path, mod):
 
 
 def test_mmseg_conversion_roundtrip_gives_same_logits(tmp_path, capsys):
-    model = _trained_like_model(deterministic=True)
-    mmseg_sd = _to_mmseg_names(model.state_dict())
+    model = _trained_like_model(mean_mask=True)
+    mmseg_sd = to_mmseg_names(model.state_dict())
     assert set(mmseg_sd) == MMSEG_KEYS
     mmseg_sd["decode_head.loss_decode.class_weight"] = torch.ones(19)   # a key with no counterpart
     mod = _fake_mmengine_class()
@@ -180,16 +170,16 @@ def test_mmseg_conversion_roundtrip_gives_same_logits(tmp_path, capsys):
     assert converted["format"] == "aiblib" and converted["model_config"]["depth"] == 18
     assert converted["model_config"]["aspp_channels"] == 32 and converted["model_config"]["aux_channels"] == 16
     x = torch.randn(2, 3, 64, 64)
-    reloaded = load_model(dst, deterministic=True)
-    assert not reloaded.training and reloaded.config.deterministic
+    reloaded = load_model(dst, mean_mask=True)
+    assert not reloaded.training and reloaded.config.mean_mask
     with torch.no_grad():
         torch.testing.assert_close(reloaded(x)["out"], model(x)["out"], rtol=0, atol=0)
 
 
 def test_load_model_reads_mmseg_checkpoint_directly(tmp_path):
-    model = _trained_like_model(attention=False, aux_channels=0, deterministic=True)
+    model = _trained_like_model(attention=False, aux_channels=0, mean_mask=True)
     path = tmp_path / "plain.pth"
-    torch.save({"state_dict": _to_mmseg_names(model.state_dict())}, path)
+    torch.save({"state_dict": to_mmseg_names(model.state_dict())}, path)
     loaded = load_model(path)
     assert loaded.attention is None and loaded.aux_head is None
     x = torch.randn(1, 3, 64, 64)
@@ -244,7 +234,7 @@ def test_save_atomic_replaces_and_leaves_no_temp_on_failure(tmp_path):
 def test_aiblib_checkpoint_roundtrip_with_overrides(tmp_path):
     model = _trained_like_model()
     path = save_atomic(model_checkpoint(model, iteration=5), tmp_path / "m.pth")
-    loaded = load_model(path, deterministic=True, test_samples=1)
+    loaded = load_model(path, mean_mask=True, test_samples=1)
     assert loaded.config.test_samples == 1 and loaded.config.depth == 18
     with pytest.raises(ValueError, match="nope"):
         load_model(path, nope=1)
@@ -256,7 +246,7 @@ def test_pretrained_from_torchvision_and_mmseg_formats(tmp_path):
     tv = torchvision.models.resnet18(weights=None).state_dict()
     torch.save(tv, tmp_path / "tv.pth")
     model = build_model(ModelConfig(**TINY))
-    report = load_pretrained_backbone(model, tmp_path / "tv.pth")
+    report = init_pretrained(model, tmp_path / "tv.pth")
     assert report["format"] == "torchvision"
     assert "layer1.0.conv1.weight" in report["loaded"] and "stem.0.weight" in report["missing"]
     assert any(u.startswith("conv1.weight") for u in report["unused"]) and any(u.startswith("fc.weight") for u in report["unused"])
@@ -264,7 +254,7 @@ def test_pretrained_from_torchvision_and_mmseg_formats(tmp_path):
 
     donor = build_model(ModelConfig(**TINY)).backbone.state_dict()
     torch.save({"state_dict": {**donor, "fc.weight": torch.zeros(1000, 512)}}, tmp_path / "v1c.pth")
-    model = build_model(ModelConfig(**TINY, pretrained=str(tmp_path / "v1c.pth")))
-    report = model.pretrained_report
+    model = build_model(ModelConfig(**TINY, pretrained=str(tmp_path / "v1c.pth")))  # reads no file
+    report = init_pretrained(model, tmp_path / "v1c.pth")
     assert report["format"] == "mmseg_v1c" and report["missing"] == [] and len(report["unused"]) == 1
     torch.testing.assert_close(model.backbone.stem[0].weight, donor["stem.0.weight"])

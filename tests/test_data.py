@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from aiblib.data import DATASETS, DataError, build_dataset, decode_label
+from aiblib.data.synth import generate
 
 
 def _bdd(root: Path, names: dict[str, int], split: str = "val", size=(24, 32)) -> None:
@@ -94,8 +95,6 @@ def test_palette_label_gives_indices(tmp_path: Path) -> None:
 
 
 def test_cityscapes_without_train_ids_says_run_prepare(tmp_path: Path) -> None:
-    from aiblib.synth import generate
-
     generate(tmp_path, n_train=1, n_val=0, size=(32, 64), domains=("cityscapes",), workers=1)
     with pytest.raises(DataError, match="aiblib prepare"):
         build_dataset("cityscapes", tmp_path, "train")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 # ---------------------------------------------------------------- inference helpers
-from aiblib.evaluate import predict, uncertainty  # noqa: E402
+from aiblib.inference import predict, uncertainty  # noqa: E402
 
 
 class _Pointwise(torch.nn.Module):
@@ -58,27 +58,17 @@ import json  # noqa: E402
 
 from PIL import Image  # noqa: E402
 
+from conftest import as_args, tiny_checkpoint, tiny_overrides, to_mmseg_names  # noqa: E402
+
 from aiblib.config import load_config  # noqa: E402
-from aiblib.evaluate import evaluate, evaluate_model, main  # noqa: E402
-
-
-def _tiny_checkpoint(root, tmp_path, **changes):
-    from aiblib.checkpoint import model_checkpoint, save_atomic
-    from aiblib.model import build_model
-    from test_train import tiny_overrides
-
-    cfg = load_config(None, tiny_overrides(root, tmp_path / "run", **changes))
-    torch.manual_seed(0)
-    model = build_model(cfg.model_config())
-    path = tmp_path / "tiny.pth"
-    save_atomic(model_checkpoint(model, iteration=7), path)
-    return cfg, path
+from aiblib.cli.evaluate import main  # noqa: E402
+from aiblib.evaluate import evaluate_checkpoint, score_dataset  # noqa: E402
 
 
 def test_evaluate_writes_tables_and_exports_at_the_label_size(synthetic_root, tmp_path):
     # base_size smaller than the images: the model sees a downscaled image, scoring and exports are at full size
-    cfg, ckpt = _tiny_checkpoint(synthetic_root, tmp_path, base_size=[32, 64], export_count=2)
-    result = evaluate(cfg, ckpt, dataset="bdd100k", split="val", quiet=True)
+    cfg, ckpt = tiny_checkpoint(synthetic_root, tmp_path, base_size=[32, 64], export_count=2)
+    result = evaluate_checkpoint(cfg, ckpt, dataset="bdd100k", split="val", quiet=True)
     out = tmp_path / "run" / "eval" / "bdd100k-val"
     written = json.loads((out / "metrics.json").read_text())
     assert written == result
@@ -109,22 +99,20 @@ def test_evaluate_writes_tables_and_exports_at_the_label_size(synthetic_root, tm
         assert 0 <= mu.min() and mu.max() <= 1
         assert (np.load(out / "exports" / f"{stem}_mi.npy") >= 0).all()
     # seeded: the same evaluation gives the same numbers
-    again = evaluate(cfg, ckpt, dataset="bdd100k", split="val", out_dir=tmp_path / "again", export_count=0, quiet=True)
+    again = evaluate_checkpoint(cfg, ckpt, dataset="bdd100k", split="val", out_dir=tmp_path / "again", export_count=0, quiet=True)
     assert again["per_class"] == result["per_class"]
 
 
-def test_evaluate_cli_slide_tta_and_deterministic(synthetic_root, tmp_path, capsys):
-    cfg, ckpt = _tiny_checkpoint(synthetic_root, tmp_path)
-    from test_train import _as_args, tiny_overrides
-
-    args = _as_args(tiny_overrides(synthetic_root, tmp_path / "run", eval_mode="slide", slide_crop=[32, 48],
-                                   slide_stride=[24, 32], tta_scales=[0.75, 1.0], tta_flip=True, deterministic=True))
+def test_evaluate_cli_slide_tta_and_mean_mask(synthetic_root, tmp_path, capsys):
+    cfg, ckpt = tiny_checkpoint(synthetic_root, tmp_path)
+    args = as_args(tiny_overrides(synthetic_root, tmp_path / "run", eval_mode="slide", slide_crop=[32, 48],
+                                   slide_stride=[24, 32], tta_scales=[0.75, 1.0], tta_flip=True, mean_mask=True))
     assert main([*args, "-p", "checkpoint", str(ckpt), "-p", "dataset", "nightcity", "-p", "split", "val",
                  "--export-indices", "1"]) == 0
     printed = capsys.readouterr().out
     assert "mIoU" in printed and "nightcity/val" in printed
     result = json.loads((tmp_path / "run" / "eval" / "nightcity-val" / "metrics.json").read_text())
-    assert result["inference"]["mode"] == "slide" and result["inference"]["deterministic"] is True
+    assert result["inference"]["mode"] == "slide" and result["inference"]["mean_mask"] is True
     exported = (tmp_path / "run" / "eval" / "nightcity-val" / "exports" / "exports.csv").read_text().splitlines()
     assert len(exported) == 2 and exported[1].startswith("1,")
 
@@ -154,37 +142,35 @@ def test_a_split_with_perfect_predictions_scores_100():
     labels = [torch.randint(0, 19, (12, 20), generator=g) for _ in range(3)]
     labels[0][:3] = 255
     cfg = load_config(None, {"num_workers": 0})
-    result = evaluate_model(_Oracle(), _OracleData(labels), cfg=cfg, device=torch.device("cpu"))
+    result = score_dataset(_Oracle(), _OracleData(labels), cfg=cfg, device=torch.device("cpu"))
     m = result["metrics"]
     assert m["mIoU"] == pytest.approx(100.0) and m["aAcc"] == pytest.approx(100.0) and m["mAcc"] == pytest.approx(100.0)
     assert int(result["confusion"].sum()) == 3 * 12 * 20 - 3 * 20
 
 
 def test_evaluate_reads_an_mmsegmentation_checkpoint_directly(synthetic_root, tmp_path):
-    from test_checkpoint import _to_mmseg_names
-
     from aiblib.checkpoint import safe_load
 
-    cfg, ckpt = _tiny_checkpoint(synthetic_root, tmp_path, deterministic=True)
+    cfg, ckpt = tiny_checkpoint(synthetic_root, tmp_path, mean_mask=True)
     mmseg = tmp_path / "iter_40000.pth"
-    torch.save({"meta": {"iter": 40000}, "state_dict": _to_mmseg_names(safe_load(ckpt)["model"])}, mmseg)
-    ours = evaluate(cfg, ckpt, dataset="bdd100k", split="val", out_dir=tmp_path / "a", quiet=True)
-    theirs = evaluate(cfg, mmseg, dataset="bdd100k", split="val", out_dir=tmp_path / "b", quiet=True)
+    torch.save({"meta": {"iter": 40000}, "state_dict": to_mmseg_names(safe_load(ckpt)["model"])}, mmseg)
+    ours = evaluate_checkpoint(cfg, ckpt, dataset="bdd100k", split="val", out_dir=tmp_path / "a", quiet=True)
+    theirs = evaluate_checkpoint(cfg, mmseg, dataset="bdd100k", split="val", out_dir=tmp_path / "b", quiet=True)
     assert theirs["checkpoint"]["format"] == "mmsegmentation" and theirs["checkpoint"]["iteration"] == 40000
     assert theirs["per_class"] == ours["per_class"]
 
 
 @pytest.mark.parametrize("attention", [True, False])
-def test_analyze_maps_have_the_requested_size_and_repeat_with_the_seed(attention):
-    from aiblib.evaluate import analyze
+def test_image_maps_have_the_requested_size_and_repeat_with_the_seed(attention):
+    from aiblib.inference import image_maps
     from aiblib.model import ModelConfig, build_model
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(depth=18, output_stride=16, attention=attention, test_samples=3,
                                     aspp_channels=16, skip_channels=8, aux_channels=16)).eval()
     image = torch.randn(3, 64, 96)
-    a = analyze(model, image, size=(40, 70), seed=1, index=2)
-    b = analyze(model, image, size=(40, 70), seed=1, index=2)
+    a = image_maps(model, image, size=(40, 70), seed=1, index=2)
+    b = image_maps(model, image, size=(40, 70), seed=1, index=2)
     assert a["pred"].shape == (40, 70) and a["pred"].dtype == np.int64 and a["pred"].max() < 19
     assert a["entropy"].shape == a["mi"].shape == (40, 70)
     assert (a["entropy"] >= 0).all() and (a["entropy"] <= math.log(19) + 1e-5).all()
@@ -192,7 +178,7 @@ def test_analyze_maps_have_the_requested_size_and_repeat_with_the_seed(attention
         assert a["masks"].shape == (3, 40, 70) and a["mu"].shape == (40, 70)
         assert ((a["mu"] > 0) & (a["mu"] < 1)).all()
         np.testing.assert_array_equal(a["masks"], b["masks"])  # same seed and index, same noise
-        c = analyze(model, image, size=(40, 70), seed=1, index=3)
+        c = image_maps(model, image, size=(40, 70), seed=1, index=3)
         assert not np.array_equal(a["masks"], c["masks"])
     else:
         assert "mu" not in a and "masks" not in a

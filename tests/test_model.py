@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from aiblib.attention import kl_bits
-from aiblib.backbone import ResNetV1c
+from aiblib.model.attention import kl_bits
+from aiblib.model.backbone import ResNetV1c
 from aiblib.model import ModelConfig, build_model
 
 TINY = dict(depth=18, aspp_channels=32, skip_channels=8, aux_channels=16)
@@ -86,8 +86,8 @@ def test_kl_matches_torch_distributions():
     torch.testing.assert_close(kl_bits(mu, std), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_deterministic_mode_is_repeatable_and_uses_mu():
-    model = tiny(deterministic=True).eval()
+def test_mean_mask_mode_is_repeatable_and_uses_mu():
+    model = tiny(mean_mask=True).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         a, b = model(x), model(x)

@@ -12,6 +12,7 @@ from PIL import Image
 from cityscapesscripts.helpers.labels import id2label
 
 from aiblib import prepare as P
+from aiblib.cli import prepare as prepare_cli
 
 
 def test_train_ids_match_label_ids_under_official_mapping(synthetic_root: Path) -> None:
@@ -58,8 +59,8 @@ def test_problems_are_reported_with_their_file(tmp_path: Path, synthetic_root: P
     Image.fromarray(np.full((64, 128), 40, np.uint8)).save(bad)
     orphan = root / "nightcity-fine" / "val" / "lbl" / "lonely_trainIds.png"
     Image.fromarray(np.zeros((64, 128), np.uint8)).save(orphan)
-    assert P.main(["--root", str(root)]) == 1
+    assert prepare_cli.main(["--root", str(root)]) == 1
     err = capsys.readouterr().err
     assert str(bad) in err and "lonely_trainIds.png" in err
     assert str(bad) in (root / P.PROBLEMS).read_text()
-    assert P.main(["--root", str(tmp_path / "nowhere")]) == 2
+    assert prepare_cli.main(["--root", str(tmp_path / "nowhere")]) == 2

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aiblib import synth
+from cityscapesscripts.helpers.annotation import Annotation
+from cityscapesscripts.preparation.json2labelImg import createLabelImage
+
+from aiblib.cli import synth as synth_cli
+from aiblib.data import synth
+from aiblib.data.synth import ensure_generated
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -39,9 +44,6 @@ def test_all_classes_over_a_small_set() -> None:
 
 
 def test_label_ids_are_the_polygons_rasterized_by_cityscapesscripts() -> None:
-    from cityscapesscripts.helpers.annotation import Annotation
-    from cityscapesscripts.preparation.json2labelImg import createLabelImage
-
     img, ids, objects = synth.render_one("cityscapes", "val", 1, seed=0, size=(96, 192))
     ann = Annotation()
     ann.fromJsonText(json.dumps({"imgHeight": 96, "imgWidth": 192, "objects": objects}))
@@ -60,20 +62,18 @@ def test_domains_differ_in_appearance() -> None:
 
 def test_cli_and_refusal(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = tmp_path / "s"
-    assert synth.main(["--root", str(root), "--n-train", "1", "--n-val", "1", "--size", "64x32",
-                       "--domains", "nightcity", "--workers", "1"]) == 0
+    assert synth_cli.main(["--root", str(root), "--n-train", "1", "--n-val", "1", "--size", "32x64",
+                           "--domains", "nightcity", "--workers", "1"]) == 0
     lbl = next((root / "nightcity-fine" / "val" / "lbl").iterdir())
     assert lbl.name.endswith("_trainIds.png") and Image.open(lbl).size == (64, 32)
-    assert synth.main(["--root", str(root), "--n-train", "2", "--n-val", "1", "--size", "64x32",
-                       "--domains", "nightcity"]) == 2
+    assert synth_cli.main(["--root", str(root), "--n-train", "2", "--n-val", "1", "--size", "32x64",
+                           "--domains", "nightcity"]) == 2
     assert "already holds" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        synth.main(["--size", "64-32"])
+        synth_cli.main(["--size", "64-32"])
 
 
 def test_ensure_generated_skips_a_complete_set_and_completes_a_partial_one(tmp_path):
-    from aiblib.synth import ensure_generated
-
     kw = dict(n_train=2, n_val=1, size=(32, 64), seed=3, domains=("bdd100k",), workers=1)
     ensure_generated(tmp_path, **kw)
     image = tmp_path / "bdd100k/images/10k/train/synth00001-train.jpg"

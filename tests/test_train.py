@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from aiblib.train import InfiniteShardSampler, RunLog, SeededSamples, poly_lr, read_log, rng_state, set_rng_state
+from aiblib.runlog import RunLog, read_log
+from aiblib.runtime import rng_state, set_rng_state
+from aiblib.sampling import InfiniteShardSampler, SeededSamples
+from aiblib.train import poly_lr
 
 
 def test_poly_lr_matches_the_reference_formula():
@@ -89,54 +92,21 @@ def test_run_log_truncates_after_resume_point_and_writes_null_for_nan(tmp_path):
 
 
 # ---------------------------------------------------------------- integration (tiny model, synthetic data)
-import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+
+from conftest import REPO, TINY, as_args, read_checkpoint, subprocess_env, tiny_overrides  # noqa: E402
 
 from aiblib.config import load_config  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-
-TINY = {
-    "depth": 18, "output_stride": 16, "aspp_channels": 32, "skip_channels": 8, "aux_channels": 16,
-    "crop_size": [64, 64], "base_size": [64, 128], "batch_size": 2, "num_workers": 0,
-    "iterations": 6, "log_interval": 1, "val_interval": 0, "checkpoint_interval": 2,
-    "deterministic_algorithms": True, "threads": 1, "device": "cpu", "progress": False, "test_samples": 2,
-}
-
-
-def tiny_overrides(root, run_dir, **changes) -> dict:
-    return {**TINY, "data_root": str(root), "run_dir": str(run_dir), **changes}
-
-
-def _as_args(overrides: dict) -> list[str]:
-    out = []
-    for key, value in overrides.items():
-        out += ["-p", key, json.dumps(value) if not isinstance(value, str) else value]
-    return out
-
-
-def _env() -> dict:
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", CI="1")
-    env.pop("RANK", None), env.pop("WORLD_SIZE", None), env.pop("LOCAL_RANK", None)
-    return env
-
-
-def _weights(path):
-    from aiblib.checkpoint import safe_load
-
-    return safe_load(path)
-
 
 def test_a_few_iterations_reduce_the_loss_on_a_fixed_batch(synthetic_root):
     from aiblib.losses import segmentation_loss
     from aiblib.model import build_model
-    from aiblib.train import _build_datasets, make_optimizer
+    from aiblib.train import build_datasets, make_optimizer
 
     cfg = load_config(None, tiny_overrides(synthetic_root, "unused", lr=0.05))
     torch.manual_seed(0)
-    train_set, _ = _build_datasets(cfg)
+    train_set, _ = build_datasets(cfg)
     items = [train_set[i] for i in range(2)]
     images = torch.stack([it["image"] for it in items])
     labels = torch.stack([it["label"] for it in items])
@@ -169,7 +139,7 @@ def test_train_writes_the_run_directory_and_a_loadable_checkpoint(synthetic_root
     assert train_log["lr"].is_monotonic_decreasing
     val = read_log(run_dir, "val")
     assert list(val["iteration"]) == [2, 4] and ((val["mIoU"] >= 0) & (val["mIoU"] <= 100)).all()
-    state = _weights(run_dir / "checkpoints" / "last.pth")
+    state = read_checkpoint(run_dir / "checkpoints" / "last.pth")
     assert state["iteration"] == 4 and state["config"] == cfg.to_dict() and state["model_config"]["depth"] == 18
     model = load_model(run_dir / "checkpoints" / "last.pth")
     assert model.config.aspp_channels == 32
@@ -193,10 +163,10 @@ def test_missing_pretrained_file_names_the_path(synthetic_root, tmp_path):
 
 
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_path, monkeypatch):
-    import aiblib.losses
+    import aiblib.train
     from aiblib.train import NonFiniteLossError, train
 
-    real = aiblib.losses.segmentation_loss
+    real = aiblib.train.segmentation_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -206,11 +176,11 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_
             terms["loss"] = terms["loss"] * float("nan")
         return terms
 
-    monkeypatch.setattr(aiblib.losses, "segmentation_loss", poisoned)
+    monkeypatch.setattr(aiblib.train, "segmentation_loss", poisoned)
     cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "run", checkpoint_interval=3))
     with pytest.raises(NonFiniteLossError, match="iteration 4.*last.pth"):
         train(cfg)
-    assert _weights(tmp_path / "run" / "checkpoints" / "last.pth")["iteration"] == 3
+    assert read_checkpoint(tmp_path / "run" / "checkpoints" / "last.pth")["iteration"] == 3
     events = read_log(tmp_path / "run", "event")
     assert "nonfinite_loss" in set(events["event"])
 
@@ -219,37 +189,37 @@ KILL_AT = 2
 _KILLER = f"""
 import os, signal, sys
 import aiblib.train as T
-from aiblib.config import load_config
-from aiblib.train import config_from_args
+from aiblib.cli.common import add_config_arguments, config_from_args
 import argparse
-save = T._save_checkpoint
+save = T.save_training_checkpoint
 def save_then_die(state, ckpt_dir, *, keep_copy):
     path = save(state, ckpt_dir, keep_copy=keep_copy)
     if state["iteration"] == {KILL_AT}:
         os.kill(os.getpid(), signal.SIGKILL)  # kill -9 right after the checkpoint
     return path
-T._save_checkpoint = save_then_die
-parser = argparse.ArgumentParser(); T.add_config_arguments(parser)
+T.save_training_checkpoint = save_then_die
+parser = argparse.ArgumentParser(); add_config_arguments(parser)
 T.train(config_from_args(parser.parse_args(sys.argv[1:])))
 """
 
 
+@pytest.mark.slow
 def test_kill9_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path):
     from aiblib.train import train
 
     # uninterrupted, in this process, without workers
     reference = train(load_config(None, tiny_overrides(synthetic_root, tmp_path / "straight")))
     # interrupted with SIGKILL after the checkpoint at KILL_AT, in a subprocess with 2 workers
-    args = _as_args(tiny_overrides(synthetic_root, tmp_path / "killed", num_workers=2))
-    proc = subprocess.run([sys.executable, "-c", _KILLER, *args], env=_env(), cwd=REPO, capture_output=True, text=True)
+    args = as_args(tiny_overrides(synthetic_root, tmp_path / "killed", num_workers=2))
+    proc = subprocess.run([sys.executable, "-c", _KILLER, *args], env=subprocess_env(), cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr[-2000:]
-    assert _weights(tmp_path / "killed" / "checkpoints" / "last.pth")["iteration"] == KILL_AT
+    assert read_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pth")["iteration"] == KILL_AT
     # the same command again resumes (CLI)
-    proc = subprocess.run([sys.executable, "-m", "aiblib", "train", *args], env=_env(), cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "aiblib", "train", *args], env=subprocess_env(), cwd=REPO,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    a = _weights(reference / "checkpoints" / "last.pth")
-    b = _weights(tmp_path / "killed" / "checkpoints" / "last.pth")
+    a = read_checkpoint(reference / "checkpoints" / "last.pth")
+    b = read_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pth")
     assert a["iteration"] == b["iteration"] == TINY["iterations"]
     assert a["model"].keys() == b["model"].keys()
     for key in a["model"]:
@@ -262,7 +232,7 @@ def test_kill9_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path)
 
 
 def test_bench_prints_the_table(capsys):
-    from aiblib.bench import main as bench_main
+    from aiblib.cli.bench import main as bench_main
 
     assert bench_main(["--depths", "18", "--crop", "32x32", "--test-size", "32x64", "--batch", "2", "--iters", "1",
                        "--warmup", "0", "--narrow", "--modes", "fp32", "--attention", "both",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aiblib import transforms as T
+from aiblib.data import transforms as T
 
 
 def _shape_pair(h: int = 96, w: int = 192) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from aiblib import viz
+from aiblib.runlog import RunLog, read_log
 
 
 def test_colorize_heatmap_overlay_shapes_and_values():
@@ -27,17 +28,16 @@ def test_plot_helpers_draw_from_a_log_and_metrics(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from aiblib.train import RunLog
 
     log = RunLog(tmp_path / "log.jsonl", enabled=True)
     for it in (1, 2, 3):
         log.write("train", it, loss=3.0 - it * 0.1, loss_ce=2.0, loss_aux=0.8, loss_kl=0.01, lr=0.01 / it,
                   mu_mean=0.5, mu_min=0.1, mu_max=0.9)
     log.write("val", 3, mIoU=10.0, IoU={"road": 50.0})
-    fig = viz.plot_training(tmp_path)
+    fig = viz.plot_training(read_log(tmp_path, "train"), read_log(tmp_path, "val"))
     assert len(fig.axes) == 4 and fig.axes[0].get_lines()
     metrics = {"mIoU": 50.0, "per_class": [{"class": "road", "IoU": 100.0, "Acc": 100.0},
                                            {"class": "sky", "IoU": None, "Acc": None}]}
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
-    fig = viz.plot_per_class({"a": metrics, "b": tmp_path})
+    fig = viz.plot_per_class({"a": metrics, "b": json.loads((tmp_path / "metrics.json").read_text())})
     assert len(fig.axes[0].patches) == 4

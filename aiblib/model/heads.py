@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aiblib.backbone import init_conv_bn
+from aiblib.model.backbone import init_conv_bn
 
 
 class ConvBNReLU(nn.Module):

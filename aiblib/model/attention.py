@@ -2,7 +2,7 @@
 
 From the concatenated backbone stages it predicts, per position at c4's resolution,
 ``mu = sigmoid(conv3x3(cat))`` and ``std = softplus(conv3x3(mu) - 5)``, samples ``n`` masks
-``m = mu + eps * std`` (or uses ``m = mu`` in deterministic mode) and modulates each stage
+``m = mu + eps * std`` (or uses ``m = mu`` with ``mean_mask``) and modulates each stage
 residually, ``c <- c + c * m``. Its KL to N(0, 1) is the information term, in bits.
 """
 
@@ -28,11 +28,11 @@ def kl_bits(mu: Tensor, std: Tensor) -> Tensor:
 class AIBAttention(nn.Module):
     """Attention over the stage features ``[c1, c2, c3, c4]`` (``in_channels`` = sum of their channels).
 
-    ``forward(feats, samples=n)`` returns ``(modulated, info)``:
+    ``forward(feats, samples=n)`` returns ``(modulated, stats)``:
 
     - modulated: four tensors with ``n * B`` rows, sample-major (``[sample 0 batch, sample 1 batch, ...]``),
       each stage ``c + c * m`` with the mask resized (nearest) to the stage's size.
-    - info: ``mu``, ``std`` (B, 1, h, w) at c4's size; ``masks`` (n*B, 1, h, w); ``kl`` scalar, bits.
+    - stats: ``mu``, ``std`` (B, 1, h, w) at c4's size; ``masks`` (n*B, 1, h, w); ``kl`` scalar, bits.
 
     Every stage is resized (nearest) to c4's size before the concatenation; at output stride 8
     only c1 changes size, exactly as the reference.
@@ -43,13 +43,13 @@ class AIBAttention(nn.Module):
         self.mu_conv = nn.Conv2d(in_channels, 1, 3, padding=1)
         self.std_conv = nn.Conv2d(1, 1, 3, padding=1)
 
-    def forward(self, feats: list[Tensor], *, samples: int = 1, deterministic: bool = False,
+    def forward(self, feats: list[Tensor], *, samples: int = 1, mean_mask: bool = False,
                 generator: torch.Generator | None = None) -> tuple[list[Tensor], dict[str, Tensor]]:
         size = feats[-1].shape[-2:]
         cat = torch.cat([_resize(f, size) for f in feats], dim=1)
         mu = torch.sigmoid(self.mu_conv(cat))                      # (B, 1, h, w)
         std = F.softplus(self.std_conv(mu) - 5.0)                  # (B, 1, h, w)
-        if deterministic:
+        if mean_mask:
             samples, masks = 1, mu
         else:
             shape = (samples, *mu.shape)

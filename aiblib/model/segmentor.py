@@ -7,37 +7,46 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from aiblib.attention import AIBAttention
-from aiblib.backbone import ARCH, STRIDES, ResNetV1c
-from aiblib.heads import DeepLabV3PlusHead, FCNHead
+from aiblib.model.attention import AIBAttention
+from aiblib.model.backbone import ARCH, STRIDES, ResNetV1c
+from aiblib.model.heads import DeepLabV3PlusHead, FCNHead
+
+
+def _key(default: Any, doc: str) -> Any:
+    """A configuration field with its one-line description (``--help-config`` prints it)."""
+    return field(default=default, metadata={"doc": doc})
 
 
 @dataclass
 class ModelConfig:
-    """Model choices. Defaults are the reference's (R50-D8, 19 classes, beta 1e-3, 4 test samples)."""
+    """Model choices. Defaults are the reference's (R50-D8, 19 classes, beta 1e-3, 4 test samples).
 
-    depth: int = 50                 # 18, 50 or 101
-    num_classes: int = 19
-    output_stride: int = 8          # 8 (reference) or 16 (about 3x cheaper)
-    attention: bool = True          # False: plain DeepLabV3+ (no attention parameters)
-    beta: float = 1e-3              # weight of the KL term (bits) in the loss
-    train_samples: int = 1          # masks sampled per image in training
-    test_samples: int = 4           # masks sampled per image in eval (logits averaged)
-    deterministic: bool = False     # mask = mu, one sample (reproducible evaluation)
-    aspp_channels: int = 512        # ASPP / decoder width
-    skip_channels: int = 48         # c1 skip width
-    aux_channels: int = 256         # FCN aux head width; 0 = no aux head
-    dropout: float = 0.1
-    pretrained: str = ""            # local ImageNet ResNet file (torchvision or mmseg v1c format), "" = none
+    These fields are also the model keys of the run configuration (:class:`aiblib.config.Config`
+    extends this class), so each is declared here once.
+    """
+
+    depth: int = _key(50, "ResNet-V1c depth: 18, 50 or 101")
+    num_classes: int = _key(19, "number of classes (19 Cityscapes trainIds)")
+    output_stride: int = _key(8, "backbone output stride: 8 (reference) or 16 (about 3x cheaper)")
+    attention: bool = _key(True, "AIB spatial attention on (AIBR) or off (plain DeepLabV3+ baseline)")
+    beta: float = _key(1e-3, "weight of the KL (bits) term; 0 keeps the attention without the term")
+    train_samples: int = _key(1, "attention masks sampled per image in training")
+    test_samples: int = _key(4, "attention masks sampled per image at test time (logits averaged)")
+    mean_mask: bool = _key(False, "use the attention mean mu as the mask (no sampling, one sample)")
+    aspp_channels: int = _key(512, "ASPP / decoder width")
+    skip_channels: int = _key(48, "c1 skip projection width")
+    aux_channels: int = _key(256, "auxiliary FCN head width (0 = no auxiliary head)")
+    dropout: float = _key(0.1, "dropout before the classifiers")
+    pretrained: str = _key("", "local ImageNet ResNet-V1c / torchvision ResNet file for the backbone; '' = from scratch")
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
+        for f in dataclasses.fields(ModelConfig):
             value = getattr(self, f.name)
             expected = {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -64,14 +73,14 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
         """Build from a plain dict; unknown keys raise ValueError naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(ModelConfig)}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown ModelConfig key(s): {', '.join(unknown)}")
-        return cls(**d)
+        return ModelConfig(**d)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelConfig)}
 
     def replace(self, **changes: Any) -> "ModelConfig":
         return ModelConfig.from_dict({**self.to_dict(), **changes})
@@ -92,8 +101,8 @@ class AIBRSegmentor(nn.Module):
                          if config.aux_channels > 0 else None)
 
     def num_samples(self, samples: int | None = None) -> int:
-        """Masks per image this call would use: 1 without attention or when deterministic."""
-        if self.attention is None or self.config.deterministic:
+        """Masks per image this call would use: 1 without attention or with ``mean_mask``."""
+        if self.attention is None or self.config.mean_mask:
             return 1
         if samples is not None:
             return int(samples)
@@ -106,7 +115,7 @@ class AIBRSegmentor(nn.Module):
         Args:
             images: (B, 3, H, W) normalized RGB.
             samples: masks per image (default: ``train_samples`` in training, ``test_samples`` in eval;
-                always 1 with ``deterministic`` or without attention).
+                always 1 with ``mean_mask`` or without attention).
             generator: ``torch.Generator`` for the sampling noise (reproducible sampling).
             batched: run the heads once on the stacked ``n*B`` batch (default); False runs them per
                 sample in a Python loop, as the reference does (for comparison and benchmarks).
@@ -123,9 +132,8 @@ class AIBRSegmentor(nn.Module):
         n = self.num_samples(samples)
         out: dict[str, Tensor] = {}
         if self.attention is not None:
-            feats, info = self.attention(feats, samples=n, deterministic=self.config.deterministic,
-                                         generator=generator)
-            out.update(info)
+            feats, stats = self.attention(feats, samples=n, mean_mask=self.config.mean_mask, generator=generator)
+            out.update(stats)
         c1, _, c3, c4 = feats
         if batched or n == 1:
             logits = self.decode_head(c1, c4)
@@ -141,16 +149,9 @@ class AIBRSegmentor(nn.Module):
         return out
 
 
-def build_model(cfg: ModelConfig) -> AIBRSegmentor:
-    """Build the segmentor; with ``cfg.pretrained`` load the ImageNet backbone file.
-
-    The loading report (matched / unmatched keys) is kept as ``model.pretrained_report``.
-    """
+def build_model(cfg: ModelConfig | dict[str, Any]) -> AIBRSegmentor:
+    """Build the segmentor with freshly initialised weights (it reads no file: the
+    ``pretrained`` backbone is loaded by :func:`aiblib.checkpoint.init_pretrained`)."""
     if isinstance(cfg, dict):
         cfg = ModelConfig.from_dict(cfg)
-    model = AIBRSegmentor(cfg)
-    model.pretrained_report = None
-    if cfg.pretrained:
-        from aiblib.checkpoint import load_pretrained_backbone
-        model.pretrained_report = load_pretrained_backbone(model, cfg.pretrained)
-    return model
+    return AIBRSegmentor(cfg)

@@ -25,7 +25,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from aiblib.data import IGNORE_INDEX, MEAN, STD
+from aiblib.data.facts import IGNORE_INDEX, MEAN, STD
 
 
 def fit_size(size: tuple[int, int], scale: tuple[int, int]) -> tuple[int, int]:

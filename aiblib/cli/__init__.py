@@ -1,0 +1,1 @@
+"""The command line, ``python -m aiblib <command>``: one module per command, each with ``main(argv) -> int``."""

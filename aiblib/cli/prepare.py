@@ -1,0 +1,40 @@
+"""``python -m aiblib prepare --root DATA_ROOT``: Cityscapes labelTrainIds, label checks, a summary CSV.
+
+Exit status 0 when every file is fine, 1 when problems were found (listed on stderr and in
+``DATA_ROOT/aiblib_problems.txt``), 2 on a user mistake (one ``error: ...`` line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from aiblib import prepare as preparing
+from aiblib.cli.common import fail
+from aiblib.data import DataError
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aiblib prepare", description=preparing.__doc__.split("\n\n")[0])
+    parser.add_argument("--root", default="data", help="data root holding cityscapes/, bdd100k/, nightcity-fine/")
+    parser.add_argument("--datasets", default="", help="comma-separated subset of cityscapes,bdd100k,nightcity (default: all found)")
+    parser.add_argument("--full", action="store_true", help="decode whole images, not only their headers")
+    args = parser.parse_args(argv)
+    datasets = [d for d in args.datasets.split(",") if d] or None
+    try:
+        df = preparing.prepare(args.root, datasets=datasets, full=args.full)
+    except (DataError, ValueError, RuntimeError) as exc:
+        return fail(exc)
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3):
+        print(df.drop(columns=["signature"]).to_string(index=False))
+    print(f"summary written to {Path(args.root) / preparing.SUMMARY}")
+    problems = df.attrs["problems"]
+    if problems:
+        print(f"\n{len(problems)} problem(s) (also in {Path(args.root) / preparing.PROBLEMS}):", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    return 0

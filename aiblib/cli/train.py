@@ -1,0 +1,35 @@
+"""``python -m aiblib train -f PARAMS [-p NAME VALUE ...]``: train a configuration (or under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from aiblib import train as engine
+from aiblib.cli.common import add_config_arguments, config_from_args, fail
+from aiblib.config import Config
+
+NONFINITE = 3  # exit status when the loss or the weights stop being finite
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aiblib train", description=engine.__doc__.split("\n")[0],
+                                     epilog=engine.__doc__.split("\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.help_config:
+        print(Config.describe())
+        return 0
+    try:
+        cfg = config_from_args(args)
+    except (ValueError, FileNotFoundError) as exc:
+        return fail(exc)
+    try:
+        run_dir = engine.train(cfg)
+    except engine.NonFiniteLossError as exc:
+        fail(exc)
+        return NONFINITE
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"run directory: {run_dir}")
+    return 0

@@ -1,0 +1,146 @@
+"""Inference on one image: the model's scores, its uncertainty, and its maps.
+
+- :func:`forward`: the model's output dict in float32 (under bf16 autocast if asked).
+- :func:`predict`: scores (1, K, H, W) of one normalized image at its own size, whole or
+  slide, optionally multi-scale + flip (softmax averaged over the views).
+- :func:`uncertainty`: predictive entropy and mutual information over the attention samples.
+- :func:`image_maps`: prediction, attention and uncertainty maps of one image as numpy arrays.
+- :func:`noise_generator`: the attention noise of image ``index``, seeded so that results
+  do not depend on the number of processes.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["forward", "logits_at_input", "slide", "predict", "uncertainty", "image_maps", "noise_generator"]
+
+
+def forward(model: nn.Module, x: torch.Tensor, *, generator: torch.Generator | None, use_bf16: bool) -> dict:
+    """``model(x)`` with floating outputs in float32 (x: (B, 3, H, W) normalized)."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        out = model(x, generator=generator)
+    return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in out.items()}
+
+
+def logits_at_input(model: nn.Module, x: torch.Tensor, *, generator: torch.Generator | None,
+                    use_bf16: bool) -> torch.Tensor:
+    """(1, 3, h, w) -> (1, K, h, w): the model's (sample-averaged) logits resized to its input."""
+    out = forward(model, x, generator=generator, use_bf16=use_bf16)["out"]
+    return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def slide(model: nn.Module, x: torch.Tensor, *, crop: Sequence[int], stride: Sequence[int],
+          generator: torch.Generator | None, use_bf16: bool) -> torch.Tensor:
+    """MMSegmentation's slide inference: windows of ``crop`` (h, w), logits averaged where they overlap."""
+    _, _, h, w = x.shape
+    ch, cw = min(crop[0], h), min(crop[1], w)
+    sh, sw = stride
+    rows = max(h - ch + sh - 1, 0) // sh + 1
+    cols = max(w - cw + sw - 1, 0) // sw + 1
+    total = None
+    count = x.new_zeros((1, 1, h, w))
+    for r in range(rows):
+        for c in range(cols):
+            y2, x2 = min(r * sh + ch, h), min(c * sw + cw, w)
+            y1, x1 = max(y2 - ch, 0), max(x2 - cw, 0)
+            logits = logits_at_input(model, x[:, :, y1:y2, x1:x2], generator=generator, use_bf16=use_bf16)
+            if total is None:
+                total = x.new_zeros((1, logits.shape[1], h, w))
+            total[:, :, y1:y2, x1:x2] += logits
+            count[:, :, y1:y2, x1:x2] += 1
+    return total / count
+
+
+@torch.no_grad()
+def predict(model: nn.Module, image: torch.Tensor, *, mode: str = "whole", slide_crop: Sequence[int] = (512, 1024),
+            slide_stride: Sequence[int] = (341, 341), scales: Sequence[float] = (1.0,), flip: bool = False,
+            generator: torch.Generator | None = None, use_bf16: bool = False) -> torch.Tensor:
+    """Scores for one normalized image (1, 3, H, W) at its own size: (1, K, H, W).
+
+    One view: the logits. Several views (scales x flip): the mean of their softmax.
+    The model must be in eval mode.
+    """
+    _, _, h, w = image.shape
+    views = [(s, f) for s in scales for f in ((False, True) if flip else (False,))]
+    result = None
+    for scale, flipped in views:
+        x = image
+        if scale != 1.0:
+            x = F.interpolate(x, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="bilinear",
+                              align_corners=False)
+        if flipped:
+            x = x.flip(-1)
+        if mode == "slide":
+            logits = slide(model, x, crop=slide_crop, stride=slide_stride, generator=generator, use_bf16=use_bf16)
+        elif mode == "whole":
+            logits = logits_at_input(model, x, generator=generator, use_bf16=use_bf16)
+        else:
+            raise ValueError(f"eval_mode must be 'whole' or 'slide', got {mode!r}")
+        if flipped:
+            logits = logits.flip(-1)
+        if logits.shape[-2:] != (h, w):
+            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        if len(views) == 1:
+            return logits
+        probs = logits.softmax(1)
+        result = probs if result is None else result + probs
+    return result / len(views)
+
+
+def uncertainty(outputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predictive entropy and mutual information (nats), (B, 1, h, w) at logit resolution.
+
+    With per-sample logits ``sample_logits`` (n, B, K, h, w): p_k = softmax of sample k,
+    p = mean_k p_k; entropy = H(p); MI = H(p) - mean_k H(p_k) >= 0. With one sample
+    (``out`` only) MI is 0.
+    """
+    if "sample_logits" in outputs and outputs["sample_logits"] is not None:
+        logp = outputs["sample_logits"].float().log_softmax(2)  # (n,B,K,h,w)
+    else:
+        logp = outputs["out"].float().log_softmax(1)[None]
+    p = logp.exp()
+    mean_p = p.mean(0)
+    entropy = -(mean_p * mean_p.clamp_min(1e-12).log()).sum(1, keepdim=True)
+    expected = -(p * logp).sum(2).mean(0).unsqueeze(1)
+    mi = (entropy - expected).clamp_min(0) if logp.shape[0] > 1 else torch.zeros_like(entropy)
+    return entropy, mi
+
+
+def noise_generator(device: torch.device, seed: int, index: int) -> torch.Generator:
+    """The generator of the attention noise for image ``index`` of a split (seeded by ``seed`` and ``index``)."""
+    g = torch.Generator(device=device)
+    g.manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
+    return g
+
+
+@torch.no_grad()
+def image_maps(model: nn.Module, image: torch.Tensor, *, size: Sequence[int] | None = None, seed: int = 0,
+               index: int = 0, use_bf16: bool = False) -> dict[str, np.ndarray]:
+    """Prediction, attention and uncertainty maps of one image, as numpy arrays at ``size``.
+
+    ``image``: normalized (3, H, W) or (1, 3, H, W); ``size`` (h, w) defaults to (H, W). The
+    attention noise is that of :func:`noise_generator` (``seed``, ``index``), as in evaluation.
+    Returns ``pred`` (h, w) int64 trainIds, ``entropy`` and ``mi`` (h, w) float32 in nats (see
+    :func:`uncertainty`), and with attention ``mu`` (h, w) and the sampled ``masks`` (n, h, w), float32.
+    """
+    x = image if image.dim() == 4 else image[None]
+    size = tuple(size or x.shape[-2:])
+    device = next(model.parameters()).device
+    outputs = forward(model, x.to(device), generator=noise_generator(device, seed, index), use_bf16=use_bf16)
+
+    def up(t: torch.Tensor) -> np.ndarray:  # (N, 1 or K, h, w) -> (N, C, *size) float32, bilinear
+        return F.interpolate(t.float(), size=size, mode="bilinear", align_corners=False).cpu().numpy()
+
+    entropy, mi = uncertainty(outputs)
+    maps = {"pred": up(outputs["out"][:1]).argmax(1)[0].astype(np.int64), "entropy": up(entropy[:1])[0, 0],
+            "mi": up(mi[:1])[0, 0]}
+    if outputs.get("mu") is not None:
+        maps["mu"] = up(outputs["mu"][:1])[0, 0]
+        maps["masks"] = up(outputs["masks"])[:, 0]
+    return maps

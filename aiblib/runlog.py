@@ -1,0 +1,100 @@
+"""The run log: ``log.jsonl`` in a run directory, one JSON object per line.
+
+Records all have ``kind``, ``iteration`` and ``time`` (unix seconds); NaN and infinite
+numbers are written as ``null`` and read back as NaN. Training writes:
+
+- ``event``: ``event`` = "start" (world_size, device, bf16, channels_last, batch_norm,
+  parameters, train_images, val_images), "pretrained" (path, report), "resume",
+  "nonfinite_loss" (message, lr), "nonfinite_weights" (message), "end" (replica_digests, replicas_identical);
+- ``train`` (every log_interval iterations; means since the previous record, over ranks):
+  loss, loss_ce, loss_aux, loss_kl, kl_bits, lr, mu_mean, mu_min, mu_max, std_mean,
+  time_per_iter, data_time (s per iteration), images_per_s (all ranks), memory_mb,
+  memory_kind ("cuda_peak" since the previous record, or "rss");
+- ``val`` (every val_interval iterations and at the end): dataset, split, mIoU, mAcc,
+  aAcc (percent), IoU {class: percent}, seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["RunLog", "read_log", "json_safe", "LOG_NAME"]
+
+LOG_NAME = "log.jsonl"
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats as None, numpy scalars as Python ones, sets as sorted lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return json_safe(value.item())
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if isinstance(value, (set, frozenset)):
+        return sorted(json_safe(v) for v in value)
+    return str(value)
+
+
+class RunLog:
+    """Appends records to ``path`` (a no-op when ``enabled`` is false, i.e. on ranks > 0)."""
+
+    def __init__(self, path: Path, *, enabled: bool) -> None:
+        self.path, self.enabled = Path(path), enabled
+
+    def write(self, kind: str, iteration: int, **fields: Any) -> None:
+        if not self.enabled:
+            return
+        record = {"kind": kind, "iteration": iteration, "time": round(time.time(), 3), **fields}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
+
+    def truncate_after(self, iteration: int) -> None:
+        """Drop train/val records past ``iteration`` (written after the checkpoint a resume starts from)."""
+        if not self.enabled or not self.path.exists():
+            return
+        keep = [line for line, record in _records(self.path)
+                if record.get("kind") == "event" or record.get("iteration", 0) <= iteration]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, self.path)
+
+
+def _records(path: Path) -> list[tuple[str, dict]]:
+    """(line, record) pairs of a log file; a line cut short by kill -9 is skipped."""
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append((line, json.loads(line)))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def read_log(run_dir: str | Path, kind: str = "train") -> pd.DataFrame:
+    """The ``kind`` records of ``run_dir/log.jsonl``, one row each (null read as NaN).
+
+    Validation records have their per-class IoU dict flattened into ``IoU/<class>`` columns.
+    """
+    path = Path(run_dir) / LOG_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"no training log at {path.resolve()}")
+    records = [record for _, record in _records(path) if record.get("kind") == kind]
+    if kind == "val":
+        for record in records:
+            for name, value in (record.pop("IoU", None) or {}).items():
+                record[f"IoU/{name}"] = value
+    records = [{k: math.nan if v is None else v for k, v in r.items()} for r in records]
+    return pd.DataFrame.from_records(records)
