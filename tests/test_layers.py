@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "aiblib"
 
 # module name (or package prefix) -> floor; the longest matching prefix wins
 FLOORS = {
-    "aiblib": 0,
+    "aiblib": 0, "aiblib.errors": 0, "aiblib.paths": 0,
     "aiblib.model": 1,
     "aiblib.data": 2,
     "aiblib.losses": 3, "aiblib.metrics": 3, "aiblib.config": 3, "aiblib.checkpoint": 3, "aiblib.runlog": 3,
