@@ -3,20 +3,24 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PAPERMILL := $(PY) -m papermill --kernel aiblib --log-level WARNING
+AIBLIB := $(PY) -m aiblib
 RESULTS ?= results
 
-# β sweep / single runs (see `make sweep`, `make run`)
+# single runs and the β sweep (see `make run`, `make sweep`); PARAMS: the parameter file
 PROTOCOL ?= dg
+PARAMS ?= params/synthetic-$(PROTOCOL).yaml
 BETAS ?= 0 1e-4 1e-3 1e-2
 SEEDS ?= 0 1 2
 SWEEP_RESULTS ?= $(RESULTS)/sweep-$(PROTOCOL)
+SWEEP_RUNS ?= runs/sweep-$(PROTOCOL)
+# STEP=K/N labels a step's output (make reproduce and make sweep set it)
+STEP_ARG = $(if $(STEP),--step $(STEP))
 # paper runs (see `make paper`)
 RUN ?= dg-r50
 GPUS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast reproduce data run sweep report paper lab clean
+.PHONY: help setup test test-fast reproduce data run sweep report paper lab test-browser clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,55 +39,62 @@ test: $(STAMP) ## run the test suite (installs first if needed; includes a paper
 test-fast: $(STAMP) ## the quick tests only (no test marked slow: no training runs, no notebooks, no torchrun)
 	$(PY) -m pytest -m "not slow"
 
-data: $(STAMP) ## 00: generate + prepare the synthetic domains (or check a real root: make data PARAMS=params/paper/dg-r50.yaml)
-	mkdir -p $(RESULTS)
-	$(PAPERMILL) notebooks/00-prepare-data.ipynb $(RESULTS)/00-prepare-data.ipynb -f $(or $(PARAMS),params/synthetic-dg.yaml)
+data: $(STAMP) ## 00: generate + prepare the synthetic domains of PARAMS (or check a real root: make data PARAMS=params/paper/dg-r50.yaml)
+	$(AIBLIB) notebook 00-prepare-data $(RESULTS)/00-prepare-data.ipynb -f $(PARAMS) $(STEP_ARG)
 
 # One experiment: 01-train then 02-evaluate-cross-domain, executed copies in results/NAME/.
-# make run PROTOCOL=dg NAME=dg-aib [EXTRA="-p beta 1e-4 -p seed 1"]
-run: $(STAMP) ## 01+02 for one run: make run PROTOCOL=dg NAME=dg-aib EXTRA="-p beta 1e-4"
-	@test -n "$(NAME)" || (echo "make run needs NAME=..." >&2; exit 2)
-	mkdir -p $(RESULTS)/$(NAME)
-	$(PAPERMILL) notebooks/01-train.ipynb $(RESULTS)/$(NAME)/01-train.ipynb -f params/synthetic-$(PROTOCOL).yaml -p name $(NAME) -p results_root $(RESULTS) $(EXTRA)
-	$(PAPERMILL) notebooks/02-evaluate-cross-domain.ipynb $(RESULTS)/$(NAME)/02-evaluate-cross-domain.ipynb -f params/synthetic-$(PROTOCOL).yaml -p name $(NAME) -p results_root $(RESULTS) $(EXTRA)
+run: $(STAMP) ## 01+02 for one run: make run NAME=dg-aib [PARAMS=params/x.yaml] [EXTRA="-p beta 1e-4"]
+	@test -n "$(NAME)" || (echo "error: make run needs NAME=... (the run's name), e.g. make run NAME=dg-aib" >&2; exit 2)
+	$(AIBLIB) run $(NAME) -f $(PARAMS) --results $(RESULTS) $(EXTRA) $(STEP_ARG) $(if $(SKIP_DONE),--skip-done)
 
 attention: $(STAMP) ## 03 for one protocol: baseline vs AIB attention and uncertainty maps
-	mkdir -p $(RESULTS)/$(PROTOCOL)-aib-attention
-	$(PAPERMILL) notebooks/03-visualize-attention.ipynb $(RESULTS)/$(PROTOCOL)-aib-attention/03-visualize-attention.ipynb -f params/synthetic-$(PROTOCOL).yaml -p baseline_name $(PROTOCOL)-baseline -p aib_name $(PROTOCOL)-aib -p interactive False -p results_root $(RESULTS)
+	$(AIBLIB) notebook 03-visualize-attention $(RESULTS)/$(PROTOCOL)-aib-attention/03-visualize-attention.ipynb -f $(PARAMS) \
+	  -p baseline_name $(PROTOCOL)-baseline -p aib_name $(PROTOCOL)-aib -p interactive False -p results_root $(RESULTS) $(STEP_ARG)
 
-report: $(STAMP) ## 04: gather every run under results/ into summary.csv, README.md and plots
-	$(PAPERMILL) notebooks/04-report.ipynb $(RESULTS)/04-report.ipynb -p results_root $(RESULTS)
+report: $(STAMP) ## 04: gather every run under RESULTS into summary.csv, README.md and plots
+	$(AIBLIB) notebook 04-report $(RESULTS)/04-report.ipynb -p results_root $(RESULTS) $(STEP_ARG)
 
-reproduce: $(STAMP) ## the embedded default, end to end: 00 -> 01 -> 02 -> 03 -> 04 for DG and Night, baseline and AIB
+reproduce: $(STAMP) ## the embedded default, end to end: 00 -> 01 -> 02 -> 03 -> 04 for DG and Night, baseline and AIB (12 steps)
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory data && \
-	for p in dg night; do \
-	  $(MAKE) --no-print-directory run PROTOCOL=$$p NAME=$$p-baseline EXTRA="-p attention False" && \
-	  $(MAKE) --no-print-directory run PROTOCOL=$$p NAME=$$p-aib EXTRA="-p attention True" && \
-	  $(MAKE) --no-print-directory attention PROTOCOL=$$p || exit 1; \
-	done && \
-	$(MAKE) --no-print-directory report && \
-	echo "make reproduce: $$(( $$(date +%s) - start )) s"
+	$(MAKE) --no-print-directory data STEP=1/12 && \
+	$(MAKE) --no-print-directory run PROTOCOL=dg NAME=dg-baseline EXTRA="-p attention False" STEP=2/12 && \
+	$(MAKE) --no-print-directory run PROTOCOL=dg NAME=dg-aib EXTRA="-p attention True" STEP=4/12 && \
+	$(MAKE) --no-print-directory attention PROTOCOL=dg STEP=6/12 && \
+	$(MAKE) --no-print-directory run PROTOCOL=night NAME=night-baseline EXTRA="-p attention False" STEP=7/12 && \
+	$(MAKE) --no-print-directory run PROTOCOL=night NAME=night-aib EXTRA="-p attention True" STEP=9/12 && \
+	$(MAKE) --no-print-directory attention PROTOCOL=night STEP=11/12 && \
+	$(MAKE) --no-print-directory report STEP=12/12 && \
+	echo "make reproduce: done in $$(( $$(date +%s) - start )) s"
 
-sweep: $(STAMP) ## β × seed sweep into results/sweep-PROTOCOL/: make sweep BETAS="0 1e-4 1e-3 1e-2" SEEDS="0 1 2" PROTOCOL=dg
-	$(MAKE) --no-print-directory data
+# The β × seed grid: per seed the baseline and one AIBR run per β, then 04-report (mean ± std over seeds).
+# A run already done with the same parameters at the same commit is skipped, so a rerun continues.
+sweep: $(STAMP) ## β × seed sweep into results/sweep-PROTOCOL/: make sweep [PARAMS=...] BETAS="0 1e-4 1e-3 1e-2" SEEDS="0 1 2"
+	@start=$$(date +%s); total=$$(( $(words $(SEEDS)) * ($(words $(BETAS)) + 1) * 2 + 2 )); k=2; \
+	$(MAKE) --no-print-directory data STEP=1/$$total || exit $$?; \
 	for s in $(SEEDS); do \
-	  $(MAKE) --no-print-directory run RESULTS=$(SWEEP_RESULTS) PROTOCOL=$(PROTOCOL) NAME=$(PROTOCOL)-baseline-s$$s EXTRA="-p attention False -p seed $$s" || exit 1; \
+	  $(MAKE) --no-print-directory run RESULTS=$(SWEEP_RESULTS) NAME=$(PROTOCOL)-baseline-s$$s SKIP_DONE=1 STEP=$$k/$$total \
+	    EXTRA="-p attention False -p seed $$s -p runs_root $(SWEEP_RUNS)" || exit $$?; k=$$((k + 2)); \
 	  for b in $(BETAS); do \
-	    $(MAKE) --no-print-directory run RESULTS=$(SWEEP_RESULTS) PROTOCOL=$(PROTOCOL) NAME=$(PROTOCOL)-aib-b$$b-s$$s EXTRA="-p attention True -p beta $$b -p seed $$s" || exit 1; \
+	    $(MAKE) --no-print-directory run RESULTS=$(SWEEP_RESULTS) NAME=$(PROTOCOL)-aib-b$$b-s$$s SKIP_DONE=1 STEP=$$k/$$total \
+	      EXTRA="-p attention True -p beta $$b -p seed $$s -p runs_root $(SWEEP_RUNS)" || exit $$?; k=$$((k + 2)); \
 	  done; \
-	done
-	$(MAKE) --no-print-directory report RESULTS=$(SWEEP_RESULTS)
+	done; \
+	$(MAKE) --no-print-directory report RESULTS=$(SWEEP_RESULTS) STEP=$$total/$$total || exit $$?; \
+	echo "make sweep: done in $$(( $$(date +%s) - start )) s; the report is $(SWEEP_RESULTS)/README.md"
 
 paper: $(STAMP) ## a paper run on real data: make paper RUN=dg-r50 GPUS=4 (params/paper/RUN.yaml)
-	@test -f params/paper/$(RUN).yaml || (echo "no params/paper/$(RUN).yaml; choose from: $$(ls params/paper | sed 's/.yaml//' | tr '\n' ' ')" >&2; exit 2)
-	mkdir -p $(RESULTS)/paper-$(RUN)
-	$(PAPERMILL) notebooks/01-train.ipynb $(RESULTS)/paper-$(RUN)/01-train.ipynb -f params/paper/$(RUN).yaml -p name paper-$(RUN) -p gpus $(GPUS) -p results_root $(RESULTS)
-	$(PAPERMILL) notebooks/02-evaluate-cross-domain.ipynb $(RESULTS)/paper-$(RUN)/02-evaluate-cross-domain.ipynb -f params/paper/$(RUN).yaml -p name paper-$(RUN) -p results_root $(RESULTS)
+	@test -f params/paper/$(RUN).yaml || (echo "error: no params/paper/$(RUN).yaml; choose RUN from: $$(ls params/paper | sed 's/.yaml//' | tr '\n' ' ')" >&2; exit 2)
+	$(AIBLIB) run paper-$(RUN) -f params/paper/$(RUN).yaml --results $(RESULTS) -p gpus $(GPUS)
 
-lab: $(STAMP) ## JupyterLab with the project's kernel (installs jupyterlab into .venv)
-	$(PY) -m pip install --quiet jupyterlab
-	$(VENV)/bin/jupyter lab notebooks/
+# JupyterLab's settings are in .jupyter/jupyter_server_config.py; LAB_ARGS passes more server options.
+lab: $(STAMP) ## JupyterLab on the project root, opened on notebooks/ (kernel "aiblib (.venv)"): make lab [LAB_ARGS="--no-browser --port 8899"]
+	JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter" $(VENV)/bin/jupyter lab $(LAB_ARGS)
+
+# The browser test (tests/browser/): not part of make test, since it needs Debian's Chromium.
+CHROMIUM ?= /usr/bin/chromium
+test-browser: $(STAMP) ## JupyterLab + headless Chromium: run notebook 03 and drive its attention browser (about 2 min)
+	@test -x "$(CHROMIUM)" || { echo "error: make test-browser needs Chromium at $(CHROMIUM): install Debian's package (apt-get install chromium, as root) or pass CHROMIUM=/path/to/chromium" >&2; exit 2; }
+	AIBR_BROWSER_TEST=1 CHROMIUM="$(CHROMIUM)" $(PY) -m pytest tests/browser -p no:cacheprovider -s
 
 clean: ## remove runs/, the synthetic data and caches (keeps results/ and .venv)
 	rm -rf runs data/synthetic .pytest_cache

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from aiblib.cli import bench, convert, evaluate, prepare, synth, train
+from aiblib.cli import bench, convert, evaluate, notebook, prepare, run, synth, train
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "synth": (synth.main, "write the synthetic three-domain street scenes"),
@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "train": (train.main, "train a configuration (one device, or under torchrun)"),
     "evaluate": (evaluate.main, "score a checkpoint on a dataset split"),
     "bench": (bench.main, "print a speed and memory table"),
+    "notebook": (notebook.main, "run one of the notebooks with papermill, its output streamed"),
+    "run": (run.main, "one experiment: 01-train then 02-evaluate-cross-domain (make run, make sweep)"),
 }
 
 

@@ -16,7 +16,6 @@ import hashlib
 import os
 import pickle
 import re
-import tempfile
 import types
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from aiblib.errors import UserError
 from aiblib.model import AIBRSegmentor, ModelConfig, build_model
+from aiblib.paths import project_path
+from aiblib.storage import atomic_copy, atomic_write, ensure_free_space, verify_zip
 
 FORMAT, VERSION = "aiblib", 1
 # model_config keys renamed since checkpoints were first written: old name -> new name
 RENAMED_KEYS = {"deterministic": "mean_mask"}
+
+
+class CheckpointError(UserError, RuntimeError):
+    """A file that does not load as a checkpoint (damaged, or something else); the message names it."""
 
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
@@ -134,33 +140,28 @@ def safe_load(path: str | os.PathLike, *, map_location: str | torch.device = "cp
     """Load a torch checkpoint (zip or legacy format) without executing code from it.
 
     Tensors, dicts/lists/tuples, numbers, strings, numpy values, ``torch.Size``, devices and
-    dtypes load as themselves; any other object becomes a ``Placeholder``.
+    dtypes load as themselves; any other object becomes a ``Placeholder``. A file that does not
+    load raises :class:`CheckpointError` (a ``RuntimeError``) naming it.
     """
-    path = Path(path)
+    path = project_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=False, pickle_module=_safe_pickle_module())
     except Exception as e:  # noqa: BLE001 - name the file
-        raise RuntimeError(f"could not read checkpoint {path}: {type(e).__name__}: {e}") from e
+        raise CheckpointError(f"could not read checkpoint {path}: {type(e).__name__}: {' '.join(str(e).split())}") from e
 
 
-def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def save_atomic(obj: Any, path: str | os.PathLike, *, note: str = "") -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` it into place (see
+    :func:`aiblib.storage.atomic_write`: out of space is a :class:`StorageError`, nothing is left
+    behind). Every record gets its CRC-32, which :func:`verify_checkpoint` checks."""
+    crc = torch.serialization.get_crc32_options()
+    torch.serialization.set_crc32_options(True)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+        return atomic_write(path, lambda f: torch.save(obj, f), note=note)
+    finally:
+        torch.serialization.set_crc32_options(crc)
 
 
 def model_checkpoint(model: AIBRSegmentor, **extra: Any) -> dict[str, Any]:
@@ -175,22 +176,37 @@ def model_checkpoint(model: AIBRSegmentor, **extra: Any) -> dict[str, Any]:
 
 
 def save_training_checkpoint(state: dict, ckpt_dir: Path, *, keep_copy: bool) -> Path:
-    """Write ``last.pth`` atomically; with ``keep_copy`` also ``iter_NNNNNN.pth`` (``last.pth``
-    is then a hard link to it where the file system allows). Returns the file written."""
+    """Write ``last.pth`` atomically; with ``keep_copy`` first ``iter_NNNNNN.pth``, then ``last.pth`` as a
+    copy of it (a file of its own: damage to one is not damage to both). Returns the file written.
+
+    Refuses (:class:`StorageError`) before writing when the file system says the checkpoint, about
+    the size of the previous ``last.pth``, will not fit; out of space while writing is the same
+    error. Either way the previous ``last.pth`` is intact and no temporary file is left.
+    """
     last = ckpt_dir / "last.pth"
+    previous = last.stat().st_size if last.is_file() else 0
+    note = (f"; the previous checkpoint {last} is intact" if previous else "; no checkpoint was written yet") + \
+        "; free some space, then run the same command again to resume"
+    ensure_free_space(ckpt_dir, previous * (2 if keep_copy else 1), f"the checkpoint of iteration {state['iteration']}",
+                      note)
     if not keep_copy:
-        save_atomic(state, last)
-        return last
-    kept = ckpt_dir / f"iter_{state['iteration']:06d}.pth"
-    save_atomic(state, kept)
-    tmp = ckpt_dir / ".last.pth.link"
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(kept, tmp)
-        os.replace(tmp, last)
-    except OSError:
-        save_atomic(state, last)
+        return save_atomic(state, last, note=note)
+    kept = save_atomic(state, ckpt_dir / f"iter_{state['iteration']:06d}.pth", note=note)
+    atomic_copy(kept, last, note=f"; {kept.name} was written and is whole; run the same command again to resume")
     return kept
+
+
+def training_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """A run's checkpoints: ``last.pth`` (when present), then ``iter_NNNNNN.pth``, newest first."""
+    kept = sorted((p for p in ckpt_dir.glob("iter_*.pth") if p.stem[5:].isdigit()), key=lambda p: -int(p.stem[5:]))
+    last = ckpt_dir / "last.pth"
+    return ([last] if last.is_file() else []) + kept
+
+
+def verify_checkpoint(path: str | os.PathLike) -> str | None:
+    """Why the file at ``path`` cannot be a whole ``torch.save`` checkpoint (a short phrase), or None
+    (:func:`aiblib.storage.verify_zip`: the size and CRC-32 of every record)."""
+    return verify_zip(path)
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -315,7 +331,10 @@ def load_model(path: str | os.PathLike, **overrides: Any) -> AIBRSegmentor:
         cfg = ModelConfig.from_dict({**saved, "pretrained": "", **overrides})
         sd = obj["model"]
     else:
-        sd, inferred, report = convert_mmseg_state_dict(_state_dict_of(obj))
+        try:
+            sd, inferred, report = convert_mmseg_state_dict(_state_dict_of(obj))
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
         if report["missing"] or report["unmapped"]:
             raise ValueError(f"{path}: MMSeg checkpoint does not match the inferred model {inferred}: "
                              f"missing {report['missing']}, unmapped {report['unmapped']}")

@@ -30,6 +30,7 @@ from typing import Any, Iterable
 import yaml
 
 from aiblib.model import ModelConfig
+from aiblib.paths import project_path
 
 __all__ = ["Config", "load_config", "config_from_namespace", "parse_overrides", "check_resumable", "MODEL_KEYS",
            "RUNTIME_KEYS"]
@@ -86,7 +87,7 @@ class Config(ModelConfig):
     runs_root: str = _f("runs", "parent of run directories")
     name: str = _f("run", "run name: the run directory is runs_root/name")
     run_dir: str = _f("", "explicit run directory (overrides runs_root/name)")
-    resume: bool = _f(True, "continue from run_dir/checkpoints/last.pth when it exists; false refuses to reuse a run directory holding checkpoints")
+    resume: bool = _f(True, "continue from the newest whole checkpoint (last.pth, else the newest iter_*.pth that verifies); false refuses to reuse a run directory holding checkpoints")
     # --- evaluation ---
     checkpoint: str = _f("", "checkpoint to evaluate (aiblib or MMSegmentation file); '' = run_dir/checkpoints/last.pth")
     eval_mode: str = _f("whole", "'whole' image at once or 'slide' windows")
@@ -153,8 +154,8 @@ class Config(ModelConfig):
         return ModelConfig.from_dict({k: getattr(self, k) for k in MODEL_KEYS})
 
     def resolved_run_dir(self) -> Path:
-        """``run_dir`` when set, else ``runs_root/name``."""
-        return Path(self.run_dir) if self.run_dir else Path(self.runs_root) / self.name
+        """``run_dir`` when set, else ``runs_root/name``; relative paths under the project root (absolute)."""
+        return project_path(self.run_dir) if self.run_dir else project_path(self.runs_root) / self.name
 
     def save(self, path: str | Path) -> None:
         """Write as YAML (the same format ``load_config`` reads)."""
@@ -215,10 +216,13 @@ def load_config(
     merged: dict[str, Any] = {}
     ignore = set(ignore_keys)
     if path is not None:
-        path = Path(path)
+        path = project_path(path)  # a relative path is under the project root, wherever the process starts
         if not path.is_file():
             raise FileNotFoundError(f"parameter file not found: {path.resolve()}")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path.resolve()}: not valid YAML ({_yaml_problem(exc)})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of parameters at the top level, got {type(data).__name__}")
         file_values = _coerce_all({k: v for k, v in data.items() if k not in ignore}, source=str(path))
@@ -266,6 +270,13 @@ def _coerce_all(d: dict[str, Any], *, source: str) -> dict[str, Any]:
             raise ValueError(_unknown(key, source))
         out[key] = _coerce(key, value, hints[key], source=source)
     return out
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's complaint in one line, with the line and column it points at."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(getattr(exc, "problem", None) or exc).split())
 
 
 def _unknown(key: str, source: str) -> str:

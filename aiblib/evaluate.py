@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import re
@@ -55,12 +56,16 @@ from aiblib.data.transforms import test_transform
 from aiblib.inference import image_maps, noise_generator, predict
 from aiblib.metrics import (all_reduce_confusion, class_names, confusion_matrix, format_table,
                             metrics_from_confusion)
+from aiblib.paths import project_path
 from aiblib.runlog import json_safe
 from aiblib.runtime import Process, process_group, resolve_precision, torch_settings
+from aiblib.storage import atomic_write, reporting, write_text_atomic
 
 __all__ = ["score_dataset", "evaluate_checkpoint", "export_maps"]
 
 EXPORT_COLUMNS = ["index", "name", "height", "width", "pred", "mu", "entropy", "mi", "mi_max"]
+# added to a full-disk line while writing results
+NOTE = "; the checkpoint is untouched: free some space, then run the evaluation again"
 
 
 def _first(items: list) -> Any:
@@ -105,8 +110,9 @@ def score_dataset(model: nn.Module, dataset: Dataset, *, cfg: Config, device: to
         pred = scores.argmax(1)[0]
         conf += confusion_matrix(pred, label, k)
         if export_dir is not None and (index in export_indices if export_indices is not None else index < export_count):
-            exports.append(export_maps(model, image, pred, item, index=index, out=Path(export_dir), cfg=cfg,
-                                       use_bf16=use_bf16))
+            with reporting(Path(export_dir), NOTE):
+                exports.append(export_maps(model, image, pred, item, index=index, out=Path(export_dir), cfg=cfg,
+                                           use_bf16=use_bf16))
     conf = all_reduce_confusion(conf).cpu()
     exports = _gather_rows(exports, world_size)
     if was_training:
@@ -190,21 +196,28 @@ def _fmt(x: float | None) -> str:
     return "" if x is None else f"{x:.4f}"
 
 
+def _csv_text(header: list[str], rows: list[list] | list[dict], *, dict_rows: bool = False) -> str:
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=header) if dict_rows else csv.writer(buffer)
+    if dict_rows:
+        writer.writeheader()
+    else:
+        writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 def write_outputs(out: Path, summary: dict, result: dict, cfg: Config) -> None:
-    """metrics.json, per_class.csv, confusion.npy, config.yaml and exports/exports.csv in ``out``."""
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    with open(out / "per_class.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["class", "IoU", "Acc"])
-        for row in summary["per_class"]:
-            writer.writerow([row["class"], _fmt(row["IoU"]), _fmt(row["Acc"])])
-    np.save(out / "confusion.npy", result["confusion"].numpy())
-    cfg.save(out / "config.yaml")
+    """metrics.json, per_class.csv, confusion.npy, config.yaml and exports/exports.csv in ``out``,
+    each written whole or not at all (a full disk is one line naming the file)."""
+    per_class = [[row["class"], _fmt(row["IoU"]), _fmt(row["Acc"])] for row in summary["per_class"]]
+    write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2, allow_nan=False) + "\n", note=NOTE)
+    write_text_atomic(out / "per_class.csv", _csv_text(["class", "IoU", "Acc"], per_class), note=NOTE)
+    atomic_write(out / "confusion.npy", lambda f: np.save(f, result["confusion"].numpy()), note=NOTE)
+    write_text_atomic(out / "config.yaml", cfg.dump(), note=NOTE)
     if result["exports"]:
-        with open(out / "exports" / "exports.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=EXPORT_COLUMNS)
-            writer.writeheader()
-            writer.writerows(result["exports"])
+        write_text_atomic(out / "exports" / "exports.csv",
+                          _csv_text(EXPORT_COLUMNS, result["exports"], dict_rows=True), note=NOTE)
 
 
 def evaluate_checkpoint(cfg: Config, checkpoint: str | Path | None = None, *, dataset: str | None = None,
@@ -224,10 +237,10 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path | None = None, *, da
     dataset, split = dataset or cfg.val_dataset, split or cfg.val_split
     export_count = cfg.export_count if export_count is None else export_count
     checkpoint = checkpoint or cfg.checkpoint
-    path = Path(checkpoint) if checkpoint else last_checkpoint(cfg.resolved_run_dir())
+    path = project_path(checkpoint) if checkpoint else last_checkpoint(cfg.resolved_run_dir())
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path.resolve()}")
-    out = Path(out_dir) if out_dir else cfg.resolved_run_dir() / "eval" / f"{dataset}-{split}"
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    out = project_path(out_dir) if out_dir else cfg.resolved_run_dir() / "eval" / f"{dataset}-{split}"
     with process_group(cfg.device) as proc, torch_settings(threads=cfg.threads):
         precision = resolve_precision(cfg.amp, cfg.channels_last, proc.device)
         identity = describe_checkpoint(path)

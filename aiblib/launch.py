@@ -8,12 +8,18 @@ printing its output line by line.
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from aiblib.config import Config
+from aiblib.errors import Interrupted
+
+# the line of a training stopped by a signal (see aiblib.train)
+STOPPED = re.compile(r"error: (training stopped by (SIG[A-Z]+)\b.*)$")
 
 __all__ = ["launch", "torchrun_command"]
 
@@ -28,8 +34,10 @@ def launch(cfg: Config, nproc_per_node: int, *, env: dict[str, str] | None = Non
     """Train ``cfg`` with ``nproc_per_node`` processes under torchrun, from a notebook.
 
     The configuration goes through a temporary YAML file; the processes' output is
-    printed line by line. Returns the run directory; raises ``RuntimeError`` (with the
-    last lines of output) when the run fails.
+    printed line by line. Returns the run directory. An interrupt of this process (Ctrl-C,
+    the notebook's interrupt button) is passed on to torchrun once, whose workers then save
+    and stop: that raises :class:`~aiblib.errors.Interrupted`, as training does in one
+    process; any other failure raises ``RuntimeError`` with the last lines of output.
     """
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / "config.yaml"
@@ -38,12 +46,29 @@ def launch(cfg: Config, nproc_per_node: int, *, env: dict[str, str] | None = Non
         child_env = {**os.environ, **(env or {})}
         for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
             child_env.pop(key, None)
-        tail: list[str] = []
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env) as proc:
-            assert proc.stdout is not None
+        # its own session: a terminal's Ctrl-C reaches this process only, which passes it on once
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env,
+                              start_new_session=True) as proc:
+            tail = _relay(proc)
+        if proc.returncode != 0:
+            stopped = next((m for line in reversed(tail) if (m := STOPPED.search(line))), None)
+            if stopped:
+                raise Interrupted(stopped.group(1), signal_number=int(signal.Signals[stopped.group(2)]))
+            raise RuntimeError(f"{' '.join(command)} exited with {proc.returncode}:\n{''.join(tail)}")
+    return cfg.resolved_run_dir()
+
+
+def _relay(proc: subprocess.Popen) -> list[str]:
+    """Print the child's output line by line until it exits; the last 150 lines. A KeyboardInterrupt
+    is sent on to the child as SIGINT (a second one stops it at once) and the output read on."""
+    assert proc.stdout is not None
+    tail: list[str] = []
+    while True:
+        try:
             for line in proc.stdout:
                 print(line, end="", flush=True)
                 tail = (tail + [line])[-150:]
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} exited with {proc.returncode}:\n{''.join(tail)}")
-    return cfg.resolved_run_dir()
+            proc.wait()
+            return tail
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)

@@ -5,26 +5,31 @@ numbers are written as ``null`` and read back as NaN. Training writes:
 
 - ``event``: ``event`` = "start" (world_size, device, bf16, channels_last, batch_norm,
   parameters, train_images, val_images), "pretrained" (path, report), "resume",
-  "nonfinite_loss" (message, lr), "nonfinite_weights" (message), "end" (replica_digests, replicas_identical);
+  "nonfinite_loss" (message, lr), "nonfinite_weights" (message), "interrupted" (signal, message: SIGINT or
+  SIGTERM; ``last.pth`` holds the iteration), "end" (replica_digests, replicas_identical);
 - ``train`` (every log_interval iterations; means since the previous record, over ranks):
   loss, loss_ce, loss_aux, loss_kl, kl_bits, lr, mu_mean, mu_min, mu_max, std_mean,
   time_per_iter, data_time (s per iteration), images_per_s (all ranks), memory_mb,
   memory_kind ("cuda_peak" since the previous record, or "rss");
 - ``val`` (every val_interval iterations and at the end): dataset, split, mIoU, mAcc,
   aAcc (percent), IoU {class: percent}, seconds.
+
+Out of space while writing is a one-line :class:`~aiblib.errors.StorageError` naming the log;
+a line cut short (by that, or by kill -9) is skipped when read and dropped on resume.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from aiblib.storage import reporting, write_text_atomic
 
 __all__ = ["RunLog", "read_log", "json_safe", "LOG_NAME"]
 
@@ -58,8 +63,10 @@ class RunLog:
         if not self.enabled:
             return
         record = {"kind": kind, "iteration": iteration, "time": round(time.time(), 3), **fields}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
+        line = json.dumps(json_safe(record), allow_nan=False) + "\n"
+        with reporting(self.path, "; free some space, then run the same command again to resume"):
+            with open(self.path, "a") as f:
+                f.write(line)
 
     def truncate_after(self, iteration: int) -> None:
         """Drop train/val records past ``iteration`` (written after the checkpoint a resume starts from)."""
@@ -67,9 +74,7 @@ class RunLog:
             return
         keep = [line for line, record in _records(self.path)
                 if record.get("kind") == "event" or record.get("iteration", 0) <= iteration]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(line + "\n" for line in keep), note="; the log is unchanged")
 
 
 def _records(path: Path) -> list[tuple[str, dict]]:

@@ -20,8 +20,9 @@ The run directory (``runs_root/name`` or ``run_dir``), written by rank 0 only::
 
     config.yaml              the resolved configuration (load_config reads it back)
     log.jsonl                one JSON object per line (aiblib.runlog.read_log reads it)
-    checkpoints/last.pth     latest checkpoint (written atomically)
+    checkpoints/last.pth     latest checkpoint (written atomically; a file of its own)
     checkpoints/iter_NNNNNN.pth   every checkpoint_interval iterations
+    .lock                    while training: the process id and host of the one writer (aiblib.runlock)
 
 The records of log.jsonl are listed in :mod:`aiblib.runlog`.
 
@@ -31,11 +32,16 @@ Checkpoints are aiblib checkpoints (``aiblib.checkpoint.load_model`` reads them)
 ``deterministic_algorithms`` on the CPU a resumed run ends with the same weights, bit for bit, as one
 never interrupted (augmentation randomness is a function of (seed, rank, sample
 position), the sampling order of (seed, epoch), and every RNG state is saved).
+
+Faults: a damaged checkpoint is skipped for the newest whole one, a second writer is refused
+(:mod:`aiblib.rundir`), a full disk stops with the previous checkpoint intact (:mod:`aiblib.storage`),
+SIGINT / SIGTERM finish the step and write ``last.pth`` first (:mod:`aiblib.stopping`).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -44,22 +50,22 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from aiblib.checkpoint import (checkpoint_dir, init_pretrained, last_checkpoint, model_checkpoint, safe_load,
-                               save_training_checkpoint)
-from aiblib.config import Config, check_resumable
+from aiblib.checkpoint import checkpoint_dir, last_checkpoint, model_checkpoint, save_training_checkpoint
+from aiblib.config import Config
 from aiblib.data import build_dataset
 from aiblib.data.transforms import test_transform, train_transform
+from aiblib.errors import Interrupted
 from aiblib.evaluate import score_dataset
 from aiblib.losses import segmentation_loss
 from aiblib.metrics import class_names
-from aiblib.model import build_model
+from aiblib.rundir import exclusive, open_run_dir, restore_rng, resume_point
 from aiblib.runlog import LOG_NAME, RunLog
 from aiblib.runtime import (Process, barrier, broadcast_buffers, memory_mb, process_group, resolve_precision,
-                            rng_state, seed_everything, set_rng_state, state_digest, torch_settings)
-from aiblib.sampling import InfiniteShardSampler, SeededSamples
+                            rng_state, seed_everything, state_digest, torch_settings)
+from aiblib.stopping import StopRequests, agreed_stop
+from aiblib.trainsetup import fresh_model, place_model, training_batches, wrap_ddp
 from aiblib.trainstats import TrainStats
 
 __all__ = ["train", "NonFiniteLossError", "poly_lr", "make_optimizer", "build_datasets"]
@@ -108,8 +114,13 @@ class _Run:
     channels_last: bool
     bar: tqdm
     show: bool                       # rank 0 prints progress
+    plain: bool = False              # progress as plain lines (no terminal for a bar)
+    started: float = 0.0             # perf_counter when this process's loop started (for the ETA)
+    first_iteration: int = 0         # the iteration it started from (0, or where it resumed)
     stats: TrainStats = field(default_factory=TrainStats)
     tick: float = 0.0                # start of the current log interval (perf_counter)
+    stop: StopRequests = field(default_factory=StopRequests)  # SIGINT / SIGTERM noted while training
+    saved_at: int = 0                # the iteration of the newest checkpoint (the start one when resumed)
 
     @property
     def last_path(self) -> Path:
@@ -121,142 +132,57 @@ def train(cfg: Config) -> Path:
 
     Works in one process (a notebook) and under ``torchrun`` (one process per device).
     Raises :class:`NonFiniteLossError` when the loss stops being finite (``last.pth``
-    then still holds the last good checkpoint).
+    then still holds the last good checkpoint), :class:`~aiblib.errors.Interrupted` after
+    SIGINT / SIGTERM (``last.pth`` written first), ``StorageError`` when the disk is full and
+    ``RunLockedError`` when another training holds the run directory.
     """
     if cfg.deterministic_algorithms:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     with process_group(cfg.device) as proc, torch_settings(
             threads=cfg.threads, deterministic_algorithms=cfg.deterministic_algorithms, device=proc.device):
         run_dir = cfg.resolved_run_dir()
-        checkpoint = _resume_point(cfg, run_dir)
-        start = _open_run_dir(cfg, proc, run_dir, checkpoint)
-        if checkpoint is not None and start >= cfg.iterations:
-            if proc.is_main:
-                print(f"{run_dir}: already trained to iteration {start}; nothing to do")
+        with exclusive(run_dir, proc), StopRequests() as stop:
+            checkpoint = resume_point(cfg, run_dir, proc)
+            start = open_run_dir(cfg, proc, run_dir, checkpoint)
+            if checkpoint is not None and start >= cfg.iterations:
+                if proc.is_main:
+                    print(f"{run_dir}: already trained to iteration {start}; nothing to do")
+                return run_dir
+            run = _set_up(cfg, proc, run_dir, checkpoint, start)
+            run.stop, run.saved_at = stop, start
+            _loop(run, start)
+            _finish(run)
             return run_dir
-        run = _set_up(cfg, proc, run_dir, checkpoint, start)
-        _loop(run, start)
-        _finish(run)
-        return run_dir
 
 
 # ---------------------------------------------------------------------- set-up
-def _resume_point(cfg: Config, run_dir: Path) -> dict | None:
-    """The checkpoint to resume from (None for a fresh run); every rank decides the same."""
-    path = last_checkpoint(run_dir)
-    if not path.exists():
-        return None
-    if not cfg.resume:
-        raise FileExistsError(
-            f"{run_dir} already holds checkpoints and resume is false; choose another name/run_dir, "
-            "delete the folder, or set resume true to continue"
-        )
-    checkpoint = safe_load(path)
-    check_resumable(checkpoint["config"], cfg, path)
-    if checkpoint["iteration"] > cfg.iterations:
-        raise ValueError(f"{path} is at iteration {checkpoint['iteration']} > iterations={cfg.iterations}")
-    return checkpoint
-
-
-def _open_run_dir(cfg: Config, proc: Process, run_dir: Path, checkpoint: dict | None) -> int:
-    """Create the run directory, start or trim its log, save the configuration; the start iteration."""
-    start = int(checkpoint["iteration"]) if checkpoint else 0
-    if proc.is_main:
-        checkpoint_dir(run_dir).mkdir(parents=True, exist_ok=True)
-        log = RunLog(run_dir / LOG_NAME, enabled=True)
-        if checkpoint is None:
-            log.path.unlink(missing_ok=True)
-        else:
-            log.truncate_after(start)
-        cfg.save(run_dir / "config.yaml")
-    barrier(proc)
-    return start
-
-
-def _build_model(cfg: Config, log: RunLog, *, resuming: bool) -> nn.Module:
-    """The model with fresh weights, its backbone from ``pretrained`` on a fresh start."""
-    model_cfg = cfg.model_config()
-    model = build_model(model_cfg)
-    if model_cfg.pretrained and not resuming:  # a resumed run's weights are in its checkpoint
-        path = Path(model_cfg.pretrained)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"config key 'pretrained': no backbone file at {path.resolve()} (weights are never downloaded; "
-                "give a local torchvision or MMSegmentation resnet*_v1c file, or '' to train from scratch)"
-            )
-        report = init_pretrained(model, path)
-        log.write("event", 0, event="pretrained", path=str(path.resolve()), report=report)
-    return model
-
-
-def _place_model(model: nn.Module, cfg: Config, proc: Process, channels_last: bool) -> tuple[nn.Module, str]:
-    """Move to the device (channels_last if asked); SyncBN under DDP on CUDA. Returns (model, BN kind)."""
-    model.to(proc.device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    if proc.distributed and cfg.sync_bn and proc.device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model), "SyncBatchNorm"
-    return model, "BatchNorm"
-
-
-def _wrap(model: nn.Module, cfg: Config, proc: Process) -> nn.Module:
-    """DDP around the model when distributed."""
-    if not proc.distributed:
-        return model
-    return nn.parallel.DistributedDataParallel(
-        model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None,
-        find_unused_parameters=bool(cfg.attention and cfg.mean_mask),
-    )
-
-
-def _batches(cfg: Config, proc: Process, train_set, start: int):
-    """Endless batches of this process's shard, from iteration ``start`` on."""
-    sampler = InfiniteShardSampler(len(train_set), seed=cfg.seed, rank=proc.rank, world_size=proc.world_size,
-                                   start=start * cfg.batch_size)
-    loader = DataLoader(
-        SeededSamples(train_set), batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-        pin_memory=proc.device.type == "cuda", drop_last=True, persistent_workers=cfg.num_workers > 0,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
-    return iter(loader)
-
-
-def _restore_rng(checkpoint: dict, proc: Process, source: Path) -> None:
-    """Each rank's RNG states as saved, when the run had the same number of processes."""
-    states = checkpoint.get("rng") or []
-    if checkpoint.get("world_size", 1) == proc.world_size and proc.rank < len(states):
-        set_rng_state(states[proc.rank])
-    elif proc.is_main:
-        print(f"warning: {source} was written by {checkpoint.get('world_size')} processes; "
-              f"RNG states are not restored for {proc.world_size}", file=sys.stderr)
-
-
 def _set_up(cfg: Config, proc: Process, run_dir: Path, checkpoint: dict | None, start: int) -> _Run:
     """Model, optimizer and data, resumed from ``checkpoint`` when given; the start or resume event logged."""
     use_bf16, channels_last = resolve_precision(cfg.amp, cfg.channels_last, proc.device)
     log = RunLog(run_dir / LOG_NAME, enabled=proc.is_main)
     seed_everything(cfg.seed + proc.rank)
-    model = _build_model(cfg, log, resuming=checkpoint is not None)
+    model = fresh_model(cfg, log, resuming=checkpoint is not None)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
-    model, bn_kind = _place_model(model, cfg, proc, channels_last)
+    model, bn_kind = place_model(model, cfg, proc, channels_last)
     optimizer = make_optimizer(model, cfg)
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
-    net = _wrap(model, cfg, proc)
+    net = wrap_ddp(model, cfg, proc)
     train_set, val_set = build_datasets(cfg)
-    batches = _batches(cfg, proc, train_set, start)
+    batches = training_batches(cfg, proc, train_set, start)
     if checkpoint is not None:
-        _restore_rng(checkpoint, proc, last_checkpoint(run_dir))
+        restore_rng(checkpoint, proc, last_checkpoint(run_dir))
         log.write("event", start, event="resume", world_size=proc.world_size, device=str(proc.device))
     else:
         log.write("event", 0, event="start", world_size=proc.world_size, device=str(proc.device), bf16=use_bf16,
                   channels_last=channels_last, batch_norm=bn_kind, parameters=sum(p.numel() for p in model.parameters()),
                   train_images=len(train_set), val_images=len(val_set))
     show = proc.is_main and cfg.progress and not os.environ.get("CI")
-    bar = tqdm(total=cfg.iterations, initial=start, disable=not show, dynamic_ncols=True, desc=run_dir.name)
+    plain = show and not sys.stderr.isatty()  # a notebook, papermill or a log file: a line per log record
+    bar = tqdm(total=cfg.iterations, initial=start, disable=not show or plain, dynamic_ncols=True, desc=run_dir.name)
     return _Run(cfg=cfg, proc=proc, run_dir=run_dir, log=log, model=model, net=net, optimizer=optimizer,
-                batches=batches, val_set=val_set, use_bf16=use_bf16, channels_last=channels_last, bar=bar, show=show)
+                batches=batches, val_set=val_set, use_bf16=use_bf16, channels_last=channels_last, bar=bar, show=show, plain=plain, first_iteration=start)
 
 
 # ---------------------------------------------------------------------- the loop
@@ -264,9 +190,11 @@ def _loop(run: _Run, start: int) -> None:
     """Iterations ``start + 1 .. cfg.iterations``: step, then log, validate and save when due."""
     cfg, iteration = run.cfg, start
     run.net.train()
-    run.tick = time.perf_counter()
+    run.tick = run.started = time.perf_counter()
     try:
         while iteration < cfg.iterations:
+            if signal_number := agreed_stop(run.stop, run.proc):  # every rank stops after the same iteration
+                _interrupted(run, iteration, signal_number)
             lr = _set_lr(run.optimizer, iteration, cfg)
             terms, outputs = _step(run, iteration, lr)
             iteration += 1
@@ -337,11 +265,22 @@ def _log_train(run: _Run, iteration: int) -> None:
     record["images_per_s"] = stats.count * run.cfg.batch_size * run.proc.world_size / elapsed
     record["memory_mb"], record["memory_kind"] = memory_mb(run.proc.device)
     run.log.write("train", iteration, **record)
-    run.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+    run.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", img_s=f"{record['images_per_s']:.1f}")
+    if run.plain:
+        print(progress_line(run, iteration, record), flush=True)
     if run.proc.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(run.proc.device)
     run.stats = TrainStats()
     run.tick = time.perf_counter()
+
+
+def progress_line(run: _Run, iteration: int, record: dict) -> str:
+    """``name  iteration 10/250  loss 3.7025  lr 4.84e-02  14.7 images/s  ETA 2m10s``."""
+    done = iteration - run.first_iteration
+    remaining = (time.perf_counter() - run.started) / max(done, 1) * (run.cfg.iterations - iteration)
+    minutes, seconds = divmod(int(round(remaining)), 60)
+    return (f"{run.run_dir.name}  iteration {iteration}/{run.cfg.iterations}  loss {record['loss']:.4f}  "
+            f"lr {record['lr']:.2e}  {record['images_per_s']:.1f} images/s  ETA {minutes}m{seconds:02d}s")
 
 
 def _validate(run: _Run, iteration: int) -> None:
@@ -382,7 +321,21 @@ def _save(run: _Run, iteration: int, *, keep: bool, lr: float) -> None:
                                  iteration=iteration, world_size=proc.world_size, rng=states, config=cfg.to_dict())
         save_training_checkpoint(state, checkpoint_dir(run.run_dir), keep_copy=keep)
     barrier(proc)
+    run.saved_at = iteration
     run.tick += time.perf_counter() - t0
+
+
+def _interrupted(run: _Run, iteration: int, signal_number: int) -> None:
+    """After SIGINT / SIGTERM: ``last.pth`` at ``iteration`` (unless it is there), an ``interrupted`` event, raise."""
+    cfg, name = run.cfg, signal.Signals(signal_number).name
+    if iteration > run.saved_at:
+        lr = poly_lr(iteration - 1, base_lr=cfg.lr, min_lr=cfg.min_lr, power=cfg.poly_power, max_iters=cfg.iterations)
+        _save(run, iteration, keep=False, lr=lr)
+    saved = f"{run.last_path} holds iteration {iteration}" if iteration else "no checkpoint was written yet"
+    message = (f"training stopped by {name} after iteration {iteration} of {cfg.iterations}; {saved}; "
+               "run the same command (or notebook) again to resume")
+    run.log.write("event", iteration, event="interrupted", signal=name, message=message)
+    raise Interrupted(message, signal_number=signal_number)
 
 
 def _finish(run: _Run) -> None:

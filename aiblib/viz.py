@@ -8,6 +8,7 @@ configuration, and nothing writes files except :func:`save_png`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,6 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.patches import Patch
 from PIL import Image
 
@@ -25,7 +28,8 @@ from aiblib.data.transforms import denormalize
 __all__ = [
     "to_numpy", "colorize", "heatmap", "overlay", "blend_labels", "denormalize_image",
     "save_png", "legend_handles", "show_images", "plot_training", "plot_per_class",
-    "class_frequencies", "attention_figure",
+    "class_frequencies", "MapStyle", "MAP_STYLES", "MAP_NAMES", "map_values", "style_rgb", "add_colorbar",
+    "add_class_legend", "prediction_figure", "uncertainty_figure", "compare_figure",
 ]
 
 
@@ -211,34 +215,144 @@ def class_frequencies(summary: pd.DataFrame, *, split: str = "train") -> pd.Data
     return long[["dataset", "class", "percent"]]
 
 
-def attention_figure(image: Any, label: Any, baseline: dict, aibr: dict, *, title: str = "", num_classes: int = NUM_CLASSES):
-    """Baseline vs AIBR on one image, from two :func:`aiblib.inference.image_maps` results.
+# ----------------------------------------------------------------------
+# Attention and uncertainty maps: one fixed, stated scale per kind of map
 
-    Row 1: image, label, baseline prediction, AIBR prediction, AIBR ``mu`` over the image.
-    Row 2: one sampled mask, the spread of the masks (max - min over samples), predictive
-    entropy of the baseline and of AIBR (0..ln K), AIBR mutual information (scaled to its
-    own maximum, printed in the title). ``image`` (3,H,W) uint8 and ``label`` (H,W) at
-    the maps' size. Returns the figure.
-    """
-    ln_k = math.log(num_classes)
-    masks = aibr.get("masks")
-    mi_max = float(np.max(aibr["mi"]))
-    panels = [
-        (denormalize_image(image), "image"), (colorize(label), "label"),
-        (colorize(baseline["pred"]), "baseline prediction"), (colorize(aibr["pred"]), "AIBR prediction"),
-        (overlay(image, aibr["mu"], alpha=0.6, cmap="viridis"), "AIBR attention mu"),
-        (heatmap(masks[0], vmin=None, vmax=None, cmap="viridis"), "a sampled mask"),
-        (heatmap(masks.max(0) - masks.min(0), vmin=0.0, vmax=None, cmap="magma"), f"mask spread over {len(masks)} samples"),
-        (heatmap(baseline["entropy"], vmax=ln_k), "baseline entropy"),
-        (heatmap(aibr["entropy"], vmax=ln_k), "AIBR entropy"),
-        (heatmap(aibr["mi"], vmin=0.0, vmax=max(mi_max, 1e-12)), f"AIBR mutual information (max {mi_max:.1e} nats)"),
-    ]
-    fig, axes = plt.subplots(2, 5, figsize=(20, 5.2))
-    for ax, (picture, name) in zip(axes.flat, panels):
-        ax.imshow(picture)
-        ax.set_title(name, fontsize=9)
-        ax.axis("off")
+
+@dataclass(frozen=True)
+class MapStyle:
+    """How one kind of map is drawn: a colour map on a fixed scale, stated by ``label``."""
+
+    title: str
+    label: str
+    cmap: str
+    vmin: float
+    vmax: float
+    log: bool = False
+
+    def norm(self) -> Normalize:
+        return LogNorm(self.vmin, self.vmax, clip=True) if self.log else Normalize(self.vmin, self.vmax, clip=True)
+
+
+LN_K = math.log(NUM_CLASSES)
+MAP_STYLES: dict[str, MapStyle] = {
+    "mu": MapStyle("attention mu", "attention mean mu (probability, 0 to 1)", "viridis", 0.0, 1.0),
+    "mask": MapStyle("sampled mask", "sampled mask m = mu + eps * std (0 to 1)", "viridis", 0.0, 1.0),
+    "spread": MapStyle("mask spread", "mask spread: max - min over the samples (0 to 0.1)", "cividis", 0.0, 0.1),
+    "entropy": MapStyle("predictive entropy", f"predictive entropy (nats, 0 to ln {NUM_CLASSES} = {LN_K:.2f})",
+                        "magma", 0.0, LN_K),
+    "mi": MapStyle("mutual information", f"mutual information (nats, log scale 1e-6 to ln {NUM_CLASSES} = {LN_K:.2f})",
+                   "inferno", 1e-6, LN_K, log=True),
+}
+# what the browser and the figures call each map -> its key ("pred" is the class map)
+MAP_NAMES: dict[str, str] = {"prediction": "pred", "entropy": "entropy", "mutual information": "mi",
+                             "attention mu": "mu", "sampled mask": "mask", "mask spread": "spread"}
+
+
+def map_values(maps: dict, key: str) -> np.ndarray | None:
+    """Map ``key`` (a :data:`MAP_NAMES` value) of one model's :func:`aiblib.inference.image_maps` result;
+    None when the model has none (a baseline has no attention)."""
+    masks = maps.get("masks")
+    if key == "mask":
+        return None if masks is None else masks[0]
+    if key == "spread":
+        return None if masks is None else masks.max(0) - masks.min(0)
+    return maps.get(key)
+
+
+def style_rgb(values: Any, style: MapStyle) -> np.ndarray:
+    """(H, W) values -> (H, W, 3) uint8 on the style's fixed scale (values outside it are clipped)."""
+    values = np.clip(to_numpy(values).astype(np.float64), style.vmin, style.vmax)
+    rgb = matplotlib.colormaps[style.cmap](style.norm()(values))[..., :3]
+    return (rgb * 255 + 0.5).astype(np.uint8)
+
+
+def _blend(image: np.ndarray, picture: np.ndarray, opacity: float) -> np.ndarray:
+    picture = _resize_rgb(picture, image.shape[:2], nearest=False)
+    return (image.astype(np.float32) * (1 - opacity) + picture.astype(np.float32) * opacity + 0.5).astype(np.uint8)
+
+
+def add_colorbar(fig, axes, style: MapStyle):
+    """A horizontal colourbar of ``style``'s fixed scale below ``axes`` (one axis or several), labelled with it."""
+    bar = fig.colorbar(ScalarMappable(style.norm(), style.cmap), ax=axes, orientation="horizontal", fraction=0.08,
+                       pad=0.03, aspect=30)
+    bar.set_label(style.label, fontsize=9)
+    bar.ax.tick_params(labelsize=8)
+    return bar
+
+
+def add_class_legend(fig, *, ncol: int = 7):
+    """The class colours as a legend below the figure (a constrained-layout figure makes room for it)."""
+    return fig.legend(handles=legend_handles(), loc="outside lower center", ncol=ncol, fontsize=9, frameon=False,
+                      handlelength=1.2, columnspacing=1.0)
+
+
+def _panel(ax, picture: np.ndarray, title: str, note: str = "") -> None:
+    ax.imshow(picture)
+    ax.set_title(title, fontsize=11)
+    ax.axis("off")
+    if note:
+        ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize=11, color="white",
+                bbox={"facecolor": "black", "alpha": 0.6, "edgecolor": "none"})
+
+
+def prediction_figure(image: Any, label: Any, baseline: dict, aibr: dict, *, title: str = ""):
+    """Image, label, baseline and AIBR predictions (2 x 2) with the class legend; readable at notebook width."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.2), layout="constrained")
+    _panel(axes[0, 0], denormalize_image(image), "image")
+    _panel(axes[0, 1], colorize(label), "label (black: ignored)")
+    _panel(axes[1, 0], colorize(baseline["pred"]), "baseline prediction")
+    _panel(axes[1, 1], colorize(aibr["pred"]), "AIBR prediction")
+    add_class_legend(fig)
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=12)
+    return fig
+
+
+def uncertainty_figure(image: Any, baseline: dict, aibr: dict, *, title: str = "", opacity: float = 0.65):
+    """Entropy of both models, AIBR's mutual information and attention (mu, a sampled mask, the mask
+    spread), 3 x 2 panels, each with a colourbar of its fixed scale (:data:`MAP_STYLES`)."""
+    img = denormalize_image(image)
+    fig, axes = plt.subplots(3, 2, figsize=(10, 9.4), layout="constrained")
+    panels = [("baseline", baseline, "entropy", axes[0, 0]), ("AIBR", aibr, "entropy", axes[0, 1]),
+              ("AIBR", aibr, "mi", axes[1, 0]), ("AIBR", aibr, "mu", axes[1, 1]),
+              ("AIBR", aibr, "mask", axes[2, 0]), ("AIBR", aibr, "spread", axes[2, 1])]
+    for model, maps, key, ax in panels:
+        style, values = MAP_STYLES[key], map_values(maps, key)
+        if values is None:
+            _panel(ax, img, f"{model} {style.title}", "no attention")
+            continue
+        picture = style_rgb(values, style)
+        _panel(ax, _blend(img, picture, opacity) if key == "mu" else picture,
+               f"{model} {style.title}" + (" over the image" if key == "mu" else ""))
+        if key != "entropy":
+            add_colorbar(fig, ax, style)
+    add_colorbar(fig, axes[0, :], MAP_STYLES["entropy"])  # one scale for both models' entropy
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return fig
+
+
+def compare_figure(image: Any, baseline: dict, aibr: dict, name: str, *, opacity: float = 0.6, title: str = ""):
+    """One map (a :data:`MAP_NAMES` key, e.g. "entropy") of the baseline and of AIBR side by side over the
+    image at ``opacity``, with the colourbar of its fixed scale, or the class legend for "prediction"."""
+    img = denormalize_image(image)
+    key = MAP_NAMES[name]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
+    for ax, (model, maps) in zip(axes, (("baseline", baseline), ("AIBR", aibr))):
+        if key == "pred":
+            _panel(ax, blend_labels(img, maps["pred"], alpha=opacity), f"{model}: prediction")
+            continue
+        values = map_values(maps, key)
+        if values is None:
+            _panel(ax, img, f"{model}: {name}", "no attention in this model")
+        else:
+            _panel(ax, _blend(img, style_rgb(values, MAP_STYLES[key]), opacity),
+                   f"{model}: {name} (max {float(np.max(values)):.2g})")
+    if key == "pred":
+        add_class_legend(fig)
+    else:
+        add_colorbar(fig, list(axes), MAP_STYLES[key])
+    if title:
+        fig.suptitle(title, fontsize=11)
     return fig

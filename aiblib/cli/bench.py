@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from aiblib.bench import bench_row, format_rows
-from aiblib.cli.common import fail, parse_size
+from aiblib.cli.common import command, fail, parse_size
 from aiblib.model import ModelConfig
 
 MODES = ("fp32", "bf16", "channels_last")
@@ -74,6 +74,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+@command
 def main(argv: list[str]) -> int:
     try:
         args = _arguments(argv)

@@ -1,28 +1,69 @@
-"""What every command shares: papermill's parameter spelling, sizes as ``HxW``, the error line.
+"""What every command shares: papermill's parameter spelling, sizes as ``HxW``, the error policy.
 
-Error policy: a user mistake (a bad value, an unknown key, a missing file) is one line
-``error: ...`` on stderr and exit status 2; a traceback means a bug.
+Error policy (:func:`command`): a user mistake — a bad value, an unknown key, a missing or
+unreadable file, a wrong layout, malformed YAML, a file that is not a checkpoint — is one
+line ``error: ...`` on stderr (a missing data root adds the layout expected under it) and
+exit status 2; an interrupted training exits 130 (SIGINT) or 143 (SIGTERM) after its line.
+Anything else is a bug and keeps its traceback, as does every error with ``--debug``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from aiblib.config import Config, load_config, parse_overrides
+from aiblib.errors import Interrupted, UserError
 
-__all__ = ["add_config_arguments", "config_from_args", "parse_size", "fail", "USAGE_ERROR"]
+__all__ = ["add_config_arguments", "config_from_args", "parse_size", "fail", "command", "USAGE_ERROR",
+           "USER_MISTAKES"]
 
 USAGE_ERROR = 2
+# what a user's input can cause (ValueError covers DataError and every configuration check)
+USER_MISTAKES = (UserError, ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                 PermissionError, yaml.YAMLError)
+DEBUG_FLAG = "--debug"
 
 
 def fail(message: Any) -> int:
     """Print ``error: message`` on stderr; return the exit status of a user mistake (2)."""
     print(f"error: {message}", file=sys.stderr)
     return USAGE_ERROR
+
+
+def command(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+    """Wrap a command's ``main(argv)`` in the error policy; ``--debug`` anywhere in ``argv``
+    (or ``AIBLIB_DEBUG=1``) lets every exception through with its traceback."""
+
+    @functools.wraps(main)
+    def wrapper(argv: list[str]) -> int:
+        debug = DEBUG_FLAG in argv or os.environ.get("AIBLIB_DEBUG") == "1"
+        argv = [a for a in argv if a != DEBUG_FLAG]
+        try:
+            return main(argv)
+        except Interrupted as exc:
+            if debug:
+                raise
+            if os.environ.get("RANK", "0") == "0":  # every rank stops with the same line
+                print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_status
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            print("error: interrupted (Ctrl-C)", file=sys.stderr)
+            return 130
+        except USER_MISTAKES as exc:
+            if debug:
+                raise
+            fail(exc)
+            return getattr(exc, "exit_status", USAGE_ERROR)
+
+    return wrapper
 
 
 def parse_size(text: str, *, option: str) -> tuple[int, int]:

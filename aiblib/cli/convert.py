@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 
 from aiblib.checkpoint import convert_file
-from aiblib.cli.common import fail
+from aiblib.cli.common import command, fail
 
 
+@command
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m aiblib convert",
                                      description="Convert an MMSegmentation AIBR / DeepLabV3+ checkpoint to aiblib.")

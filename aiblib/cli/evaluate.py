@@ -18,11 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 
-from aiblib.cli.common import add_config_arguments, config_from_args, fail
+from aiblib.cli.common import add_config_arguments, command, config_from_args
 from aiblib.config import Config
 from aiblib.evaluate import evaluate_checkpoint
 
 
+@command
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m aiblib evaluate", description="Score a checkpoint on a dataset split.",
                                      epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,10 +46,7 @@ def main(argv: list[str]) -> int:
             picked[name] = value
         else:
             pairs.append((name, value))
-    try:
-        cfg = config_from_args(args, pairs)
-    except (ValueError, FileNotFoundError) as exc:
-        return fail(exc)
+    cfg = config_from_args(args, pairs)
     evaluate_checkpoint(cfg, args.checkpoint, dataset=picked["dataset"], split=picked["split"], out_dir=args.out,
                         export_indices=args.export_indices, quiet=int(os.environ.get("RANK", "0")) != 0)
     return 0

@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from aiblib import prepare as preparing
-from aiblib.cli.common import fail
-from aiblib.data import DataError
+from aiblib.cli.common import command, fail
 
 
+@command
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m aiblib prepare", description=preparing.__doc__.split("\n\n")[0])
     parser.add_argument("--root", default="data", help="data root holding cityscapes/, bdd100k/, nightcity-fine/")
@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
     datasets = [d for d in args.datasets.split(",") if d] or None
     try:
         df = preparing.prepare(args.root, datasets=datasets, full=args.full)
-    except (DataError, ValueError, RuntimeError) as exc:
+    except RuntimeError as exc:  # the official Cityscapes tool failed on a file
         return fail(exc)
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3):
         print(df.drop(columns=["signature"]).to_string(index=False))

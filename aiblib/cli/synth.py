@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from aiblib.cli.common import fail, parse_size
+from aiblib.cli.common import command, parse_size
 from aiblib.data import synth
 
 
@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -36,11 +37,8 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         parser.error(str(exc))  # usage and the message on stderr, exit status 2
     start = time.perf_counter()
-    try:
-        counts = synth.generate(args.root, n_train=args.n_train, n_val=args.n_val, size=size, seed=args.seed,
-                                domains=tuple(d for d in args.domains.split(",") if d), workers=args.workers)
-    except ValueError as exc:
-        return fail(exc)
+    counts = synth.generate(args.root, n_train=args.n_train, n_val=args.n_val, size=size, seed=args.seed,
+                            domains=tuple(d for d in args.domains.split(",") if d), workers=args.workers)
     total = sum(counts.values())
     seconds = time.perf_counter() - start
     print(f"wrote {total} images to {args.root} in {seconds:.1f} s ({total / max(seconds, 1e-9):.1f} images/s): "

@@ -6,12 +6,13 @@ import argparse
 import os
 
 from aiblib import train as engine
-from aiblib.cli.common import add_config_arguments, config_from_args, fail
+from aiblib.cli.common import add_config_arguments, command, config_from_args, fail
 from aiblib.config import Config
 
 NONFINITE = 3  # exit status when the loss or the weights stop being finite
 
 
+@command
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m aiblib train", description=engine.__doc__.split("\n")[0],
                                      epilog=engine.__doc__.split("\n", 1)[1],
@@ -21,10 +22,7 @@ def main(argv: list[str]) -> int:
     if args.help_config:
         print(Config.describe())
         return 0
-    try:
-        cfg = config_from_args(args)
-    except (ValueError, FileNotFoundError) as exc:
-        return fail(exc)
+    cfg = config_from_args(args)
     try:
         run_dir = engine.train(cfg)
     except engine.NonFiniteLossError as exc:

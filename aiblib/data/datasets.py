@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 
 from aiblib.data.facts import DATASETS, SPLITS, DataError
 from aiblib.data.files import check_label, check_pair_size, check_root, decode_image, decode_label, list_files
+from aiblib.paths import project_path
 
 
 class SegmentationDataset(Dataset):
@@ -136,7 +137,9 @@ def build_dataset(
 
     Items: ``{"image": (3,H,W), "label": (H,W), "name": str}`` (see the module docstring).
     ``on_error``: "raise" or "skip" (skip unpaired/unreadable/bad files with a warning).
+    A relative ``root`` is under the project root (:func:`aiblib.paths.project_path`), wherever the process starts.
     """
+    root = project_path(root)
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     if split not in SPLITS:

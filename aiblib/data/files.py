@@ -108,7 +108,9 @@ def check_pair_size(image_hw: tuple[int, int], label_hw: tuple[int, int],
 def check_root(root: str | Path) -> Path:
     """``root`` as a Path; DataError if the data root is not a folder."""
     if not Path(root).is_dir():
-        raise DataError(f"data root {Path(root)} does not exist")
+        expected = "\n".join(LAYOUTS[name] for name in LAYOUTS)
+        raise DataError(f"data root {Path(root).resolve()} does not exist; expected under it "
+                        f"(any of the datasets):\n{expected}")
     return Path(root)
 
 

@@ -53,22 +53,22 @@ class ModelConfig:
                 value = float(value)
                 setattr(self, f.name, value)
             if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                raise ValueError(f"ModelConfig.{f.name} must be {expected.__name__}, got {value!r}")
+                raise ValueError(f"model key {f.name!r} must be {expected.__name__}, got {value!r}")
         checks = {
-            "depth": self.depth in ARCH,
-            "output_stride": self.output_stride in STRIDES,
-            "num_classes": self.num_classes >= 1,
-            "beta": self.beta >= 0,
-            "train_samples": self.train_samples >= 1,
-            "test_samples": self.test_samples >= 1,
-            "aspp_channels": self.aspp_channels >= 1,
-            "skip_channels": self.skip_channels >= 1,
-            "aux_channels": self.aux_channels >= 0,
-            "dropout": 0.0 <= self.dropout < 1.0,
+            "depth": (self.depth in ARCH, f"one of {sorted(ARCH)}"),
+            "output_stride": (self.output_stride in STRIDES, f"one of {sorted(STRIDES)}"),
+            "num_classes": (self.num_classes >= 1, ">= 1"),
+            "beta": (self.beta >= 0, ">= 0"),
+            "train_samples": (self.train_samples >= 1, ">= 1"),
+            "test_samples": (self.test_samples >= 1, ">= 1"),
+            "aspp_channels": (self.aspp_channels >= 1, ">= 1"),
+            "skip_channels": (self.skip_channels >= 1, ">= 1"),
+            "aux_channels": (self.aux_channels >= 0, ">= 0 (0: no auxiliary head)"),
+            "dropout": (0.0 <= self.dropout < 1.0, "in [0, 1)"),
         }
-        for key, ok in checks.items():
+        for key, (ok, expected) in checks.items():
             if not ok:
-                raise ValueError(f"ModelConfig.{key} has an invalid value {getattr(self, key)!r}")
+                raise ValueError(f"model key {key!r} has an invalid value {getattr(self, key)!r}; expected {expected}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":

@@ -1,0 +1,60 @@
+"""``python -m aiblib run NAME -f PARAMS [-p NAME VALUE ...] [--results DIR] [--step K/N] [--skip-done]``.
+
+One experiment: ``01-train`` then ``02-evaluate-cross-domain`` for the run NAME, executed
+copies in ``DIR/NAME/``. When both succeed it writes ``DIR/NAME/run.json`` (the parameter
+file's hash, the ``-p`` values, the commit); with ``--skip-done`` a run whose ``run.json``
+says the same is not run again, so an interrupted sweep continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from aiblib.cli.common import command
+from aiblib.cli.notebook import add_notebook_arguments, notebook_path, parse_values, report_failure, step_label
+from aiblib.notebooks import NotebookFailed, completed, notebook_parameters, run_notebook, run_record
+
+STEPS = ("01-train", "02-evaluate-cross-domain")
+MARKER = "run.json"
+
+
+def _parse_step(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    first, _, total = text.partition("/")
+    if not (first.isdigit() and total.isdigit()):
+        raise ValueError(f"--step {text!r}: expected K/N, e.g. 3/12")
+    return int(first), int(total)
+
+
+@command
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aiblib run", description=__doc__.split("\n\n")[1])
+    parser.add_argument("name", help="run name (checkpoints in runs/NAME, results in DIR/NAME)")
+    add_notebook_arguments(parser)
+    parser.add_argument("--results", default="results", help="results folder (default: results)")
+    parser.add_argument("--step", help="K/N: 01-train is step K of N, 02 step K+1")
+    parser.add_argument("--skip-done", action="store_true", help="skip the run when DIR/NAME/run.json matches")
+    args = parser.parse_args(argv)
+    step = _parse_step(args.step)
+    given = {**parse_values(args.parameters), "name": args.name, "results_root": args.results}
+    out = Path(args.results) / args.name
+    record = run_record(params_file=args.parameters_file, given=given)
+    if args.skip_done and completed(out / MARKER, record):
+        print(f"{step_label(args.step)}{args.name}: already done with these parameters at this commit "
+              f"({out / MARKER}); skipped", flush=True)
+        return 0
+    start = time.perf_counter()
+    for i, name in enumerate(STEPS):
+        notebook = notebook_path(name)
+        label = step_label(f"{step[0] + i}/{step[1]}" if step else f"{i + 1}/{len(STEPS)}")
+        params = notebook_parameters(notebook, params_file=args.parameters_file, given=given)
+        try:
+            run_notebook(notebook, out / notebook.name, parameters=params, label=f"{label}{args.name} ")
+        except NotebookFailed as exc:
+            return report_failure(exc)
+    (out / MARKER).write_text(json.dumps({**record, "seconds": round(time.perf_counter() - start, 1)}, indent=1) + "\n")
+    return 0

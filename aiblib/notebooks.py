@@ -1,0 +1,187 @@
+"""Running the project's notebooks as ``make`` does: papermill, with the output streamed.
+
+- Each notebook gets only the parameters it declares (its ``parameters`` cell): the
+  parameter file as ``params_file`` to a notebook whose configuration is a parameter file
+  (00, 01: it reads the whole file itself), and of the ``-p`` values those it declares, plus,
+  for such a notebook, any configuration key (it reaches the configuration through the
+  notebook's variables). 02 and 03 use the run's saved configuration and get only their
+  declared ``-p`` values. Nothing else is passed, so papermill has nothing to warn about.
+- The kernel's output (training progress, scores) streams to this terminal while the
+  executed copy records everything; the kernel talks over IPC, not TCP.
+- A failing cell becomes :class:`NotebookFailed`: one line (the cell's exception and where
+  the executed notebook with its traceback is), exit status 2 for a user's mistake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import papermill
+import yaml
+from jupyter_client.manager import KernelManager
+from papermill.exceptions import PapermillExecutionError
+
+from aiblib.config import Config
+from aiblib.errors import UserError
+
+__all__ = ["NotebookFailed", "declared_parameters", "notebook_parameters", "run_notebook", "run_record", "completed",
+           "KERNEL_NAME", "NOTEBOOKS"]
+
+KERNEL_NAME = "aiblib"  # the kernel `make setup` installs into .venv
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+CONFIG_KEYS = frozenset(f.name for f in dataclasses.fields(Config))
+# exceptions raised in a notebook that mean the user's input was wrong (exit status 2)
+USER_ERROR_NAMES = frozenset({
+    "UserError", "StorageError", "RunLockedError", "ValueError", "DataError", "FileNotFoundError", "FileExistsError",
+    "IsADirectoryError", "NotADirectoryError", "PermissionError", "YAMLError", "NonFiniteLossError", "Interrupted",
+})
+
+
+class NotebookFailed(UserError):
+    """A cell raised; ``user_mistake`` tells whether the exception is a user's input error."""
+
+    def __init__(self, message: str, *, user_mistake: bool, traceback: list[str]) -> None:
+        super().__init__(message)
+        self.user_mistake = user_mistake
+        self.traceback = traceback
+        self.exit_status = 2 if user_mistake else 1
+
+
+class IPCKernelManager(KernelManager):
+    """A kernel on IPC sockets (papermill's default TCP transport makes every kernel warn).
+
+    ``running`` lists the kernels started and not yet finished, for :func:`_forwarding_signals`.
+    """
+
+    running: list["IPCKernelManager"] = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("transport", "ipc")
+        # the sockets live in a private temporary folder, not in the kernel's working directory
+        kwargs.setdefault("ip", str(Path(tempfile.mkdtemp(prefix="aiblib-kernel-")) / "kernel"))
+        super().__init__(**kwargs)
+        IPCKernelManager.running.append(self)
+
+
+@contextlib.contextmanager
+def _forwarding_signals() -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM go to the running kernels (papermill starts them in their own
+    session, out of the terminal's reach): a training there saves ``last.pth`` and stops. A second
+    SIGINT stops this process at once."""
+    seen: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and signal.SIGINT in seen:
+            raise KeyboardInterrupt
+        seen.append(signum)
+        for km in IPCKernelManager.running:
+            if km.has_kernel:
+                km.signal_kernel(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for km in IPCKernelManager.running:  # the kernels have ended: their socket folders go
+            shutil.rmtree(Path(km.ip).parent, ignore_errors=True)
+        IPCKernelManager.running.clear()
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict]:
+    """The notebook's ``parameters`` cell: name -> papermill's description (``default`` as written)."""
+    return dict(papermill.inspect_notebook(str(notebook)))
+
+
+def notebook_parameters(notebook: Path, *, params_file: str | Path | None, given: dict[str, Any]) -> dict[str, Any]:
+    """What the notebook receives (see the module docstring)."""
+    declared = declared_parameters(notebook)
+    # 00 and 01 build their configuration from a parameter file; 02 and 03 from the run's saved one
+    reads_file = declared.get("params_file", {}).get("default", "None") != "None"
+    params: dict[str, Any] = {}
+    if params_file is not None and reads_file:
+        params["params_file"] = str(params_file)
+    elif params_file is not None and "params_file" not in declared:
+        values = yaml.safe_load(Path(params_file).read_text()) or {}
+        params.update({k: v for k, v in values.items() if k in declared})
+    params.update({k: v for k, v in given.items() if k in declared or (reads_file and k in CONFIG_KEYS)})
+    return params
+
+
+def run_notebook(notebook: Path, output: Path, *, parameters: dict[str, Any], cwd: Path | None = None,
+                 label: str = "") -> float:
+    """Execute ``notebook`` into ``output`` with ``parameters``, streaming its output; the seconds it took.
+
+    ``cwd``: where the kernel starts (default: the notebook's folder, as Jupyter does).
+    Raises :class:`NotebookFailed` when a cell raises (``output`` then holds the traceback).
+    """
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    print(f"{label}{notebook.stem}: running, executed copy -> {output}", flush=True)
+    try:
+        with _forwarding_signals():
+            papermill.execute_notebook(
+                str(notebook), str(output), parameters=parameters, kernel_name=KERNEL_NAME, progress_bar=False,
+                cwd=str(cwd or notebook.parent), stdout_file=sys.stdout, stderr_file=sys.stderr,
+                kernel_manager_class=IPCKernelManager,
+            )
+    except PapermillExecutionError as exc:
+        raise _failure(notebook, output, exc) from None
+    seconds = time.perf_counter() - start
+    print(f"{label}{notebook.stem}: done in {seconds:.0f} s", flush=True)
+    return seconds
+
+
+def _failure(notebook: Path, output: Path, exc: PapermillExecutionError) -> NotebookFailed:
+    """The one line of a failed cell; a training stopped by a signal keeps its exit status (130, 143)."""
+    evalue = " ".join(str(exc.evalue).split())
+    failed = NotebookFailed(
+        f"{notebook.name}, cell {exc.exec_count}: {exc.ename}: {evalue} (the executed notebook, with the "
+        f"traceback: {output})", user_mistake=exc.ename in USER_ERROR_NAMES, traceback=exc.traceback,
+    )
+    stopped = re.search(r"stopped by (SIG[A-Z]+)\b", evalue) if exc.ename == "Interrupted" else None
+    if stopped:
+        failed.exit_status = 128 + int(signal.Signals[stopped.group(1)])
+    return failed
+
+
+def _commit(root: Path) -> str | None:
+    """The checkout's commit (None outside git)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def run_record(*, params_file: str | Path | None, given: dict[str, Any]) -> dict[str, Any]:
+    """What identifies a run's inputs: the parameter file's content, the ``-p`` values and the commit."""
+    text = Path(params_file).read_bytes() if params_file is not None else b""
+    return {"params_file": str(params_file) if params_file is not None else None,
+            "params_sha256": hashlib.sha256(text).hexdigest(), "parameters": given,
+            "commit": _commit(NOTEBOOKS.parent)}
+
+
+def completed(marker: Path, record: dict[str, Any]) -> bool:
+    """True when ``marker`` says this very run (same inputs, same commit) already finished."""
+    if not marker.is_file():
+        return False
+    try:
+        saved = json.loads(marker.read_text())
+    except json.JSONDecodeError:
+        return False
+    saved.pop("seconds", None)
+    return saved == json.loads(json.dumps(record))

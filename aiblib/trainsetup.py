@@ -1,0 +1,68 @@
+"""What the training loop is given: the model (fresh, its backbone pretrained, on its device, in
+DDP when distributed) and the endless batches of this process's shard (:mod:`aiblib.train`)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from aiblib.checkpoint import init_pretrained
+from aiblib.config import Config
+from aiblib.model import build_model
+from aiblib.paths import project_path
+from aiblib.runlog import RunLog
+from aiblib.runtime import Process
+from aiblib.sampling import InfiniteShardSampler, SeededSamples
+from aiblib.stopping import ignore_stop_signals
+
+__all__ = ["fresh_model", "place_model", "wrap_ddp", "training_batches"]
+
+
+def fresh_model(cfg: Config, log: RunLog, *, resuming: bool) -> nn.Module:
+    """The model with fresh weights, its backbone from ``pretrained`` on a fresh start."""
+    model_cfg = cfg.model_config()
+    model = build_model(model_cfg)
+    if model_cfg.pretrained and not resuming:  # a resumed run's weights are in its checkpoint
+        path = project_path(model_cfg.pretrained)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"config key 'pretrained': no backbone file at {path.resolve()} (weights are never downloaded; "
+                "give a local torchvision or MMSegmentation resnet*_v1c file, or '' to train from scratch)"
+            )
+        report = init_pretrained(model, path)
+        log.write("event", 0, event="pretrained", path=str(path.resolve()), report=report)
+    return model
+
+
+def place_model(model: nn.Module, cfg: Config, proc: Process, channels_last: bool) -> tuple[nn.Module, str]:
+    """Move to the device (channels_last if asked); SyncBN under DDP on CUDA. Returns (model, BN kind)."""
+    model.to(proc.device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if proc.distributed and cfg.sync_bn and proc.device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model), "SyncBatchNorm"
+    return model, "BatchNorm"
+
+
+def wrap_ddp(model: nn.Module, cfg: Config, proc: Process) -> nn.Module:
+    """DDP around the model when distributed."""
+    if not proc.distributed:
+        return model
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None,
+        find_unused_parameters=bool(cfg.attention and cfg.mean_mask),
+    )
+
+
+def training_batches(cfg: Config, proc: Process, train_set, start: int):
+    """Endless batches of this process's shard, from iteration ``start`` on."""
+    sampler = InfiniteShardSampler(len(train_set), seed=cfg.seed, rank=proc.rank, world_size=proc.world_size,
+                                   start=start * cfg.batch_size)
+    loader = DataLoader(
+        SeededSamples(train_set), batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+        pin_memory=proc.device.type == "cuda", drop_last=True, persistent_workers=cfg.num_workers > 0,
+        worker_init_fn=ignore_stop_signals,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+    return iter(loader)
