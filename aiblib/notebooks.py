@@ -46,6 +46,7 @@ CONFIG_KEYS = frozenset(f.name for f in dataclasses.fields(Config))
 USER_ERROR_NAMES = frozenset({
     "UserError", "StorageError", "RunLockedError", "ValueError", "DataError", "FileNotFoundError", "FileExistsError",
     "IsADirectoryError", "NotADirectoryError", "PermissionError", "YAMLError", "NonFiniteLossError", "Interrupted",
+    "KeyboardInterrupt",
 })
 
 
@@ -78,14 +79,15 @@ class IPCKernelManager(KernelManager):
 @contextlib.contextmanager
 def _forwarding_signals() -> Iterator[None]:
     """While inside, SIGINT and SIGTERM go to the running kernels (papermill starts them in their own
-    session, out of the terminal's reach): a training there saves ``last.pth`` and stops. A second
-    SIGINT stops this process at once."""
+    session, out of the terminal's reach): a training there saves ``last.pth`` and stops, and a
+    second Ctrl-C stops it at once. A third Ctrl-C, for a kernel that does not answer, stops this
+    process."""
     seen: list[int] = []
 
     def forward(signum: int, frame: Any) -> None:
-        if signum == signal.SIGINT and signal.SIGINT in seen:
-            raise KeyboardInterrupt
         seen.append(signum)
+        if signum == signal.SIGINT and seen.count(signal.SIGINT) > 2:
+            raise KeyboardInterrupt
         for km in IPCKernelManager.running:
             if km.has_kernel:
                 km.signal_kernel(signum)
@@ -155,6 +157,8 @@ def _failure(notebook: Path, output: Path, exc: PapermillExecutionError) -> Note
     stopped = re.search(r"stopped by (SIG[A-Z]+)\b", evalue) if exc.ename == "Interrupted" else None
     if stopped:
         failed.exit_status = 128 + int(signal.Signals[stopped.group(1)])
+    elif exc.ename == "KeyboardInterrupt":  # a second Ctrl-C, or one outside training
+        failed.exit_status = 128 + int(signal.SIGINT)
     return failed
 
 

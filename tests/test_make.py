@@ -28,3 +28,30 @@ def test_make_sweep_reports_mean_and_std_and_a_rerun_skips_the_finished_runs(tmp
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert second.stdout.count("skipped") == 6 and "01-train: running" not in second.stdout
     assert pd.read_csv(results / "sweep-dg" / "summary.csv").equals(summary)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_notebook_run_reaches_the_kernel_which_saves_and_stops(tmp_path):
+    """``python -m aiblib run`` (what make run calls): one SIGINT is passed on to the kernel, whose
+    training saves last.pth and stops; the command ends with the training's one line and status 130."""
+    import signal
+    import sys
+
+    from aiblib.checkpoint import safe_load
+
+    command = [sys.executable, "-m", "aiblib", "run", "sig", "-f", "params/smoke.yaml", "--results",
+               str(tmp_path / "results"), "-p", "runs_root", str(tmp_path / "runs"), "-p", "iterations", "300"]
+    proc = subprocess.Popen(command, cwd=REPO, env=subprocess_env() | {"CI": ""}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # training has started when its progress lines appear
+        if "iteration 3/300" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "training stopped by SIGINT after iteration" in lines[0], err[-2000:]
+    assert "Traceback" not in err
+    last = tmp_path / "runs" / "sig" / "checkpoints" / "last.pth"
+    assert 3 <= safe_load(last)["iteration"] < 300
+    assert not (tmp_path / "runs" / "sig" / ".lock").exists()
