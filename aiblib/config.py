@@ -33,7 +33,7 @@ from aiblib.model import ModelConfig
 from aiblib.paths import project_path
 
 __all__ = ["Config", "load_config", "config_from_namespace", "parse_overrides", "check_resumable", "MODEL_KEYS",
-           "RUNTIME_KEYS"]
+           "CONFIG_KEYS", "RUNTIME_KEYS"]
 
 
 def _f(default: Any, doc: str) -> Any:
@@ -177,6 +177,8 @@ class Config(ModelConfig):
 
 # the model keys: ModelConfig's fields, in order
 MODEL_KEYS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+# every key of a run configuration
+CONFIG_KEYS = frozenset(f.name for f in dataclasses.fields(Config))
 # keys that may change when a run is resumed (everything else must match the saved config.yaml)
 RUNTIME_KEYS = (
     "iterations", "val_interval", "checkpoint_interval", "log_interval", "num_workers", "device",
@@ -280,7 +282,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 def _unknown(key: str, source: str) -> str:
-    names = [f.name for f in dataclasses.fields(Config)]
+    names = sorted(CONFIG_KEYS)
     close = difflib.get_close_matches(str(key), names, n=3)
     hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
     return f"{source}: unknown config key {key!r}{hint}"
@@ -350,7 +352,6 @@ def config_from_namespace(namespace: dict[str, Any], *, base: str | Path | None 
     ``config.yaml``), then every config key among the notebook's variables, i.e. its
     ``parameters`` cell and whatever papermill injected (``-p``, ``-f``). Other variables
     are ignored; a config key with a wrong type raises as in :func:`load_config`."""
-    keys = {f.name for f in dataclasses.fields(Config)}
-    values = {k: v for k, v in namespace.items() if k in keys}
+    values = {k: v for k, v in namespace.items() if k in CONFIG_KEYS}
     path = Path(base) if base is not None and Path(base).is_file() else None
     return load_config(path, values)

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import re
@@ -33,15 +32,15 @@ import yaml
 from jupyter_client.manager import KernelManager
 from papermill.exceptions import PapermillExecutionError
 
-from aiblib.config import Config
+from aiblib.config import CONFIG_KEYS
 from aiblib.errors import UserError
+from aiblib.paths import project_path, project_root
 
 __all__ = ["NotebookFailed", "declared_parameters", "notebook_parameters", "run_notebook", "run_record", "completed",
            "KERNEL_NAME", "NOTEBOOKS"]
 
 KERNEL_NAME = "aiblib"  # the kernel `make setup` installs into .venv
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-CONFIG_KEYS = frozenset(f.name for f in dataclasses.fields(Config))
+NOTEBOOKS = project_path("notebooks")
 # exceptions raised in a notebook that mean the user's input was wrong (exit status 2)
 USER_ERROR_NAMES = frozenset({
     "UserError", "StorageError", "RunLockedError", "ValueError", "DataError", "FileNotFoundError", "FileExistsError",
@@ -176,7 +175,7 @@ def run_record(*, params_file: str | Path | None, given: dict[str, Any]) -> dict
     text = Path(params_file).read_bytes() if params_file is not None else b""
     return {"params_file": str(params_file) if params_file is not None else None,
             "params_sha256": hashlib.sha256(text).hexdigest(), "parameters": given,
-            "commit": _commit(NOTEBOOKS.parent)}
+            "commit": _commit(project_root())}
 
 
 def completed(marker: Path, record: dict[str, Any]) -> bool:

@@ -18,16 +18,14 @@ project root (:func:`aiblib.paths.project_path`), wherever the kernel starts.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
-from aiblib.config import Config, load_config
+from aiblib.config import CONFIG_KEYS, Config, load_config
 from aiblib.paths import project_path
 
 __all__ = ["given_parameters", "run_directory", "notebook_config"]
 
-CONFIG_KEYS = frozenset(f.name for f in dataclasses.fields(Config))
 
 
 def given_parameters(namespace: dict[str, Any]) -> dict[str, Any]:

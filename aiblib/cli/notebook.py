@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 
 from aiblib.cli.common import command
-from aiblib.config import parse_overrides
+from aiblib.config import CONFIG_KEYS, parse_overrides
 from aiblib.errors import UserError
-from aiblib.notebooks import CONFIG_KEYS, NOTEBOOKS, NotebookFailed, notebook_parameters, run_notebook
+from aiblib.notebooks import NOTEBOOKS, NotebookFailed, notebook_parameters, run_notebook
 
 __all__ = ["main", "notebook_path", "parse_values", "step_label", "add_notebook_arguments", "report_failure"]
 
