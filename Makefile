@@ -15,12 +15,14 @@ SWEEP_RESULTS ?= $(RESULTS)/sweep-$(PROTOCOL)
 SWEEP_RUNS ?= runs/sweep-$(PROTOCOL)
 # STEP=K/N labels a step's output (make reproduce and make sweep set it)
 STEP_ARG = $(if $(STEP),--step $(STEP))
+# protocols of `make robustness` (05: runs <protocol>-baseline and <protocol>-aib, as make reproduce names them)
+ROBUSTNESS_PROTOCOLS ?= dg night
 # paper runs (see `make paper`)
 RUN ?= dg-r50
 GPUS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast reproduce data run sweep report paper lab test-browser clean
+.PHONY: help setup test test-fast reproduce data run sweep report robustness paper lab test-browser clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -54,6 +56,17 @@ attention: $(STAMP) ## 03 for one protocol: baseline vs AIB attention and uncert
 report: $(STAMP) ## 04: gather every run under RESULTS into summary.csv, README.md and plots
 	$(AIBLIB) notebook 04-report $(RESULTS)/04-report.ipynb -p results_root $(RESULTS) $(STEP_ARG)
 
+# 05 per protocol into one folder: both write results/robustness/{corruptions,uncertainty}.csv (a rerun of a
+# protocol replaces its rows) and their own figures; EXTRA passes more parameters (-p max_images 0: every image).
+robustness: $(STAMP) ## 05 for DG and Night: mIoU under ImageNet-C corruptions, ECE/AUROC of the uncertainty -> results/robustness/
+	@start=$$(date +%s); n=$(words $(ROBUSTNESS_PROTOCOLS)); k=1; \
+	for p in $(ROBUSTNESS_PROTOCOLS); do \
+	  $(AIBLIB) notebook 05-robustness $(RESULTS)/robustness/05-robustness-$$p.ipynb -p protocol $$p \
+	    -p baseline_name $$p-baseline -p aib_name $$p-aib -p results_root $(RESULTS) $(EXTRA) --step $$k/$$n || exit $$?; \
+	  k=$$((k + 1)); \
+	done; \
+	echo "make robustness: done in $$(( $$(date +%s) - start )) s"
+
 reproduce: $(STAMP) ## the embedded default, end to end: 00 -> 01 -> 02 -> 03 -> 04 for DG and Night, baseline and AIB (12 steps)
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory data STEP=1/12 && \
@@ -85,6 +98,9 @@ sweep: $(STAMP) ## β × seed sweep into results/sweep-PROTOCOL/: make sweep [PA
 paper: $(STAMP) ## a paper run on real data: make paper RUN=dg-r50 GPUS=4 (params/paper/RUN.yaml)
 	@test -f params/paper/$(RUN).yaml || (echo "error: no params/paper/$(RUN).yaml; choose RUN from: $$(ls params/paper | sed 's/.yaml//' | tr '\n' ' ')" >&2; exit 2)
 	$(AIBLIB) run paper-$(RUN) -f params/paper/$(RUN).yaml --results $(RESULTS) -p gpus $(GPUS)
+
+gpu-check: $(STAMP) ## on a CUDA machine: short R50-D8 trainings (fp32, bf16, torchrun), kill -9 + resume, logits per mode, memory and images/s (results/gpu-check/)
+	$(AIBLIB) gpu-check
 
 # JupyterLab's settings are in .jupyter/jupyter_server_config.py; LAB_ARGS passes more server options.
 lab: $(STAMP) ## JupyterLab on the project root, opened on notebooks/ (kernel "aiblib (.venv)"): make lab [LAB_ARGS="--no-browser --port 8899"]

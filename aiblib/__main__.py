@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from aiblib.cli import bench, convert, evaluate, notebook, prepare, run, synth, train
+from aiblib.cli import bench, convert, evaluate, gpucheck, notebook, prepare, run, synth, train
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "synth": (synth.main, "write the synthetic three-domain street scenes"),
@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "train": (train.main, "train a configuration (one device, or under torchrun)"),
     "evaluate": (evaluate.main, "score a checkpoint on a dataset split"),
     "bench": (bench.main, "print a speed and memory table"),
+    "gpu-check": (gpucheck.main, "check and measure the paper's recipe on this machine's CUDA GPUs (make gpu-check)"),
     "notebook": (notebook.main, "run one of the notebooks with papermill, its output streamed"),
     "run": (run.main, "one experiment: 01-train then 02-evaluate-cross-domain (make run, make sweep)"),
 }

@@ -32,8 +32,8 @@ import yaml
 from aiblib.model import ModelConfig
 from aiblib.paths import project_path
 
-__all__ = ["Config", "load_config", "config_from_namespace", "parse_overrides", "check_resumable", "MODEL_KEYS",
-           "CONFIG_KEYS", "RUNTIME_KEYS"]
+__all__ = ["Config", "load_config", "config_from_namespace", "parse_overrides", "check_resumable", "images_per_process",
+           "MODEL_KEYS", "CONFIG_KEYS", "RUNTIME_KEYS", "RENAMED_CONFIG_KEYS"]
 
 
 def _f(default: Any, doc: str) -> Any:
@@ -63,7 +63,7 @@ class Config(ModelConfig):
     cat_max_ratio: float = _f(0.75, "a crop is redrawn (up to 10 times) while one class covers more than this")
     flip_prob: float = _f(0.5, "horizontal flip probability")
     photometric: bool = _f(True, "photometric distortion in training")
-    batch_size: int = _f(2, "images per process per iteration")
+    images_per_iteration: int = _f(8, "images per training iteration, all processes together (the reference: 2 per GPU x 4 GPUs = 8); split evenly across processes")
     num_workers: int = _f(2, "DataLoader worker processes per process")
     # --- schedule ---
     iterations: int = _f(40000, "training iterations")
@@ -77,8 +77,9 @@ class Config(ModelConfig):
     log_interval: int = _f(50, "write a log.jsonl record every N iterations")
     seed: int = _f(0, "seed for weights, sampling order, augmentation and attention noise")
     deterministic_algorithms: bool = _f(False, "torch.use_deterministic_algorithms (bit-exact CPU runs and resumes)")
-    amp: str = _f("auto", "'auto' (bf16 on CUDA, off on CPU) | 'bf16' | 'off'")
-    channels_last: bool | str = _f("auto", "'auto' (on CUDA, off on CPU) | true | false")
+    amp: str = _f("off", "'off' (fp32, as the reference) | 'bf16' (autocast) | 'auto' (bf16 where the device computes it natively: CUDA with bf16, CPUs with AVX512-BF16 or AMX)")
+    channels_last: bool | str = _f(False, "channels_last memory format: false (as the reference) | true | 'auto' (on CUDA)")
+    compile: bool = _f(False, "torch.compile the model for training and evaluation (opt-in; compiling takes a while at start)")
     device: str = _f("auto", "'auto' (CUDA when available) | 'cpu' | 'cuda'")
     sync_bn: bool = _f(True, "SyncBatchNorm under DDP on CUDA (torch has no SyncBN on CPU/gloo: plain BN there)")
     threads: int = _f(0, "torch.set_num_threads per process (0 = torch's default)")
@@ -93,7 +94,7 @@ class Config(ModelConfig):
     eval_mode: str = _f("whole", "'whole' image at once or 'slide' windows")
     slide_crop: list[int] = _f([512, 1024], "slide window (h, w)")
     slide_stride: list[int] = _f([341, 341], "slide stride (h, w)")
-    tta_scales: list[float] = _f([1.0], "test scales relative to the test size, e.g. [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]")
+    tta_scales: list[float] = _f([1.0], "test-time scales of the ORIGINAL image (as MMSegmentation), e.g. [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]; [1.0] without flip = no TTA (image fitted inside base_size)")
     tta_flip: bool = _f(False, "also average the horizontally flipped view")
     eval_seed: int = _f(0, "seed of the attention noise at test time")
     export_count: int = _f(0, "export prediction, mu and uncertainty maps for the first N images")
@@ -122,7 +123,7 @@ class Config(ModelConfig):
             raise ValueError(f"config key 'ratio_range': expected [low, high] with 0 < low <= high, got {self.ratio_range!r}")
         if not self.tta_scales or min(self.tta_scales) <= 0:
             raise ValueError(f"config key 'tta_scales': expected a non-empty list of positive ratios, got {self.tta_scales!r}")
-        for key in ("iterations", "batch_size", "log_interval"):
+        for key in ("iterations", "images_per_iteration", "log_interval"):
             if getattr(self, key) < 1:
                 raise ValueError(f"config key {key!r} must be >= 1, got {getattr(self, key)!r}")
         for key in ("num_workers", "val_interval", "checkpoint_interval", "threads", "export_count", "synth_train",
@@ -184,9 +185,22 @@ RUNTIME_KEYS = (
     "iterations", "val_interval", "checkpoint_interval", "log_interval", "num_workers", "device",
     "threads", "progress", "resume", "data_root", "runs_root", "name", "run_dir", "eval_mode",
     "slide_crop", "slide_stride", "tta_scales", "tta_flip", "eval_seed", "export_count", "test_samples",
-    "val_dataset", "val_split", "pretrained", "amp", "channels_last", "sync_bn", "deterministic_algorithms",
+    "val_dataset", "val_split", "pretrained", "amp", "channels_last", "compile", "sync_bn", "deterministic_algorithms",
     "checkpoint", "eval_targets", "protocol", "synthetic", "synth_train", "synth_val", "synth_size", "synth_seed",
 )
+
+
+def images_per_process(cfg: Config, world_size: int) -> int:
+    """Each process's share of ``cfg.images_per_iteration``; ValueError when it does not split evenly."""
+    total = cfg.images_per_iteration
+    if total % world_size:
+        fits = [str(n) for n in range(1, total + 1) if total % n == 0]
+        choices = " or ".join([", ".join(fits[:-1]), fits[-1]] if len(fits) > 1 else fits)
+        raise ValueError(
+            f"images_per_iteration {total} does not split evenly over {world_size} processes: run on "
+            f"{choices} processes (GPUs), or set images_per_iteration to a multiple of {world_size} "
+            "(a different number of images per iteration is a different experiment)")
+    return total // world_size
 
 
 def check_resumable(saved: dict[str, Any], cfg: Config, source: str | Path) -> None:
@@ -281,7 +295,16 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return where + " ".join(str(getattr(exc, "problem", None) or exc).split())
 
 
+# keys of earlier versions, with what replaced them
+RENAMED_CONFIG_KEYS = {
+    "batch_size": "images_per_iteration (all processes together: the reference's 2 per GPU x 4 GPUs is 8, "
+                  "on any number of GPUs)",
+}
+
+
 def _unknown(key: str, source: str) -> str:
+    if key in RENAMED_CONFIG_KEYS:
+        return f"{source}: config key {key!r} is now {RENAMED_CONFIG_KEYS[key]}"
     names = sorted(CONFIG_KEYS)
     close = difflib.get_close_matches(str(key), names, n=3)
     hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""

@@ -4,8 +4,13 @@
 - :func:`evaluate_checkpoint`: a checkpoint file on ``dataset``/``split``, tables and maps written
   (what ``python -m aiblib evaluate`` and notebook 02 call).
 
-Predictions are made at the test size (the image resized to fit ``base_size``), whole or
-slide, optionally multi-scale + flip (softmax averaged over views), with the model's
+Without test-time augmentation, predictions are made at the test size (the image resized
+to fit ``base_size``), whole or slide. With it (``tta_scales`` other than ``[1.0]``, or
+``tta_flip``; :func:`tta_enabled`) the dataset gives the *original-size* image and each
+scale ``r`` resizes that original by ``r`` (mmcv's ``int(h * r + 0.5)``), flipped too with
+``tta_flip``, the softmax averaged over views, as MMSegmentation 1.x's TTA; the one rule
+is :func:`test_pipeline`, which every caller that builds a test dataset should use. Either
+way with the model's
 ``test_samples`` masks per image (noise seeded by ``eval_seed`` and the image index, so
 results do not depend on the number of processes) or its ``mean_mask`` mode; the scores are
 resized (bilinear) to the label's original size, then argmax.
@@ -52,16 +57,16 @@ from aiblib import viz
 from aiblib.checkpoint import describe_checkpoint, last_checkpoint, load_model
 from aiblib.config import Config
 from aiblib.data import build_dataset
-from aiblib.data.transforms import test_transform
+from aiblib.data.transforms import TestTransform, test_transform
 from aiblib.inference import image_maps, noise_generator, predict
 from aiblib.metrics import (all_reduce_confusion, class_names, confusion_matrix, format_table,
                             metrics_from_confusion)
 from aiblib.paths import project_path
 from aiblib.runlog import json_safe
-from aiblib.runtime import Process, process_group, resolve_precision, torch_settings
+from aiblib.runtime import Process, compiled, process_group, resolve_precision, torch_settings
 from aiblib.storage import atomic_write, reporting, write_text_atomic
 
-__all__ = ["score_dataset", "evaluate_checkpoint", "export_maps"]
+__all__ = ["score_dataset", "evaluate_checkpoint", "export_maps", "tta_enabled", "test_pipeline", "evaluation_amp"]
 
 EXPORT_COLUMNS = ["index", "name", "height", "width", "pred", "mu", "entropy", "mi", "mi_max"]
 # added to a full-disk line while writing results
@@ -76,13 +81,29 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name))[:80] or "image"
 
 
+def tta_enabled(cfg: Config) -> bool:
+    """Whether ``cfg`` asks for test-time augmentation: a scale other than the single 1.0, or the flip."""
+    return bool(cfg.tta_flip) or [float(r) for r in cfg.tta_scales] != [1.0]
+
+
+def test_pipeline(cfg: Config) -> TestTransform:
+    """The test transform for :func:`score_dataset` under ``cfg``: the image fitted inside
+    ``cfg.base_size``, or (with :func:`tta_enabled`) kept at its original size, because
+    :func:`~aiblib.inference.predict` then scales the original by each ratio, as MMSegmentation."""
+    return test_transform(base_size=tuple(cfg.base_size), fit=not tta_enabled(cfg))
+
+
+test_pipeline.__test__ = False  # not a pytest test function
+
+
 @torch.no_grad()
 def score_dataset(model: nn.Module, dataset: Dataset, *, cfg: Config, device: torch.device, rank: int = 0,
                   world_size: int = 1, class_names: list[str] | None = None, use_bf16: bool = False,
                   channels_last: bool = False, export_dir: str | Path | None = None, export_count: int = 0,
                   export_indices: Sequence[int] | None = None) -> dict:
     """Score ``dataset`` (items ``{"image": (3,h,w) normalized, "label": (H,W), "name"}``,
-    label at its original size) with ``model`` in eval mode. With ``export_dir``, the images
+    label at its original size; build it with :func:`test_pipeline` so that the image's size
+    suits ``cfg``'s TTA) with ``model`` in eval mode. With ``export_dir``, the images
     ``export_indices`` (or else the first ``export_count``) get their maps exported.
 
     Each process takes images ``rank, rank + world_size, ...``; the confusion matrix is
@@ -155,6 +176,12 @@ def export_maps(model: nn.Module, image: torch.Tensor, pred: torch.Tensor, item:
 
 
 # ----------------------------------------------------------------------
+def evaluation_amp(cfg: Config, identity: dict) -> str:
+    """The ``amp`` an evaluation runs with: the configuration's, except that an MMSegmentation
+    checkpoint is scored in fp32 (as the reference) unless bf16 is asked for by name."""
+    return "off" if identity.get("format") != "aiblib" and cfg.amp == "auto" else cfg.amp
+
+
 def _load_for_evaluation(cfg: Config, path: Path, identity: dict, proc: Process, channels_last: bool) -> nn.Module:
     """The checkpoint's model on the process's device, in eval mode, with the configuration's
     test-time switches (and output stride for MMSegmentation files, whose weights do not tell it)."""
@@ -165,7 +192,7 @@ def _load_for_evaluation(cfg: Config, path: Path, identity: dict, proc: Process,
     model.to(proc.device).eval()
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    return model
+    return compiled(model, cfg.compile)
 
 
 def _summary(cfg: Config, *, dataset: str, split: str, result: dict, identity: dict, model: nn.Module,
@@ -242,10 +269,10 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path | None = None, *, da
         raise FileNotFoundError(f"checkpoint not found: {path}")
     out = project_path(out_dir) if out_dir else cfg.resolved_run_dir() / "eval" / f"{dataset}-{split}"
     with process_group(cfg.device) as proc, torch_settings(threads=cfg.threads):
-        precision = resolve_precision(cfg.amp, cfg.channels_last, proc.device)
         identity = describe_checkpoint(path)
+        precision = resolve_precision(evaluation_amp(cfg, identity), cfg.channels_last, proc.device)
         model = _load_for_evaluation(cfg, path, identity, proc, precision[1])
-        data = build_dataset(dataset, cfg.data_root, split, test_transform(base_size=tuple(cfg.base_size)))
+        data = build_dataset(dataset, cfg.data_root, split, test_pipeline(cfg))
         if proc.is_main:
             out.mkdir(parents=True, exist_ok=True)
         result = score_dataset(model, data, cfg=cfg, device=proc.device, rank=proc.rank, world_size=proc.world_size,

@@ -2,7 +2,9 @@
 
 - :func:`forward`: the model's output dict in float32 (under bf16 autocast if asked).
 - :func:`predict`: scores (1, K, H, W) of one normalized image at its own size, whole or
-  slide, optionally multi-scale + flip (softmax averaged over the views).
+  slide, optionally multi-scale + flip (softmax averaged over the views); each scale ``r``
+  resizes the given image as MMSegmentation's TTA resizes the original one
+  (:func:`aiblib.data.transforms.scale_size`; evaluation then gives the original image).
 - :func:`uncertainty`: predictive entropy and mutual information over the attention samples.
 - :func:`image_maps`: prediction, attention and uncertainty maps of one image as numpy arrays.
 - :func:`noise_generator`: the attention noise of image ``index``, seeded so that results
@@ -17,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from aiblib.data.transforms import scale_size
 
 __all__ = ["forward", "logits_at_input", "slide", "predict", "uncertainty", "image_maps", "noise_generator"]
 
@@ -63,17 +67,21 @@ def predict(model: nn.Module, image: torch.Tensor, *, mode: str = "whole", slide
             generator: torch.Generator | None = None, use_bf16: bool = False) -> torch.Tensor:
     """Scores for one normalized image (1, 3, H, W) at its own size: (1, K, H, W).
 
-    One view: the logits. Several views (scales x flip): the mean of their softmax.
-    The model must be in eval mode.
+    One view: the logits. Several views (scales x flip): the mean of their softmax, each
+    view's logits resized (bilinear) to (H, W) first. Scale ``r`` feeds the image resized to
+    :func:`~aiblib.data.transforms.scale_size` ((H, W), r) (mmcv's rule, ``int(H * r + 0.5)``),
+    bilinear, align_corners=False, no anti-aliasing. MMSegmentation's TTA scales the
+    *original* image, so with TTA pass the original-size image (``aiblib.evaluate.test_pipeline``
+    does). The model must be in eval mode.
     """
     _, _, h, w = image.shape
     views = [(s, f) for s in scales for f in ((False, True) if flip else (False,))]
     result = None
     for scale, flipped in views:
         x = image
-        if scale != 1.0:
-            x = F.interpolate(x, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="bilinear",
-                              align_corners=False)
+        size = scale_size((h, w), float(scale))
+        if size != (h, w):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         if flipped:
             x = x.flip(-1)
         if mode == "slide":

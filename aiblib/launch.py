@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from aiblib.config import Config
+from aiblib.config import Config, images_per_process
 from aiblib.errors import Interrupted
 
 # the line of a training stopped by a signal (see aiblib.train)
@@ -39,6 +39,7 @@ def launch(cfg: Config, nproc_per_node: int, *, env: dict[str, str] | None = Non
     and stop: that raises :class:`~aiblib.errors.Interrupted`, as training does in one
     process; any other failure raises ``RuntimeError`` with the last lines of output.
     """
+    images_per_process(cfg, nproc_per_node)  # a split that does not divide is refused before anything starts
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / "config.yaml"
         cfg.save(params)

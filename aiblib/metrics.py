@@ -7,8 +7,11 @@
   predictions (then it is skipped by the mean);
 - Acc = TP / (TP + FN); NaN when the class is absent from the labels.
 
-mIoU and mAcc are the NaN-skipping means, aAcc = trace / total. Values are
-percentages (as the paper reports them), unrounded; display rounds to 2 decimals.
+mIoU and mAcc are the NaN-skipping means, aAcc = trace / total (MMSegmentation's
+``IoUMetric`` semantics). Values are percentages (as the paper reports them), unrounded;
+display rounds to 2 decimals. The matrix is counted by torchmetrics
+(``multiclass_confusion_matrix``) and summed over processes with torchmetrics'
+``gather_all_tensors``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import math
 
 import torch
 import torch.distributed as dist
+from torchmetrics.functional.classification import multiclass_confusion_matrix
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 from aiblib.data import CLASSES, IGNORE_INDEX
 
@@ -40,16 +45,14 @@ def confusion_matrix(pred: torch.Tensor, label: torch.Tensor, num_classes: int,
         raise ValueError(f"label values must be in [0, {num_classes}) or {ignore_index}; found {label.unique().tolist()}")
     if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= num_classes):
         raise ValueError(f"prediction values must be in [0, {num_classes})")
-    counts = torch.bincount(label * num_classes + pred, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes)
+    return multiclass_confusion_matrix(pred, label, num_classes, validate_args=False).long()
 
 
 def all_reduce_confusion(conf: torch.Tensor) -> torch.Tensor:
-    """Sum a confusion matrix over all processes (no-op when not distributed)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        conf = conf.clone()
-        dist.all_reduce(conf, op=dist.ReduceOp.SUM)
-    return conf
+    """Sum a confusion matrix over all processes (the matrix itself when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return conf
+    return torch.stack(gather_all_tensors(conf)).sum(0)
 
 
 def metrics_from_confusion(conf: torch.Tensor, class_names: list[str] | None = None) -> dict:

@@ -3,7 +3,8 @@
 - :class:`Process` and :func:`process_group`: where this process sits (torchrun's ``RANK``,
   ``WORLD_SIZE``, ``LOCAL_RANK``) and its device; the group is joined on entry and left on
   exit when this call joined it.
-- :func:`resolve_precision`: bf16 autocast and channels_last from the configuration's switches.
+- :func:`resolve_precision`: bf16 autocast and channels_last from the configuration's switches
+  (:func:`native_bf16`: whether the device computes bf16 natively); :func:`compiled`: ``torch.compile`` if asked.
 - :func:`torch_settings`: threads, deterministic algorithms and cuDNN benchmark, restored on
   exit (a notebook kernel lives on after a run).
 - :func:`rng_state` / :func:`set_rng_state` / :func:`seed_everything`: every RNG this project draws from.
@@ -26,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
-    "Process", "process_group", "barrier", "resolve_precision", "torch_settings", "rng_state", "set_rng_state",
+    "Process", "process_group", "barrier", "native_bf16", "resolve_precision", "compiled", "torch_settings", "rng_state", "set_rng_state",
     "seed_everything", "memory_mb", "sync", "broadcast_buffers", "state_digest",
 ]
 
@@ -89,20 +90,26 @@ def barrier(proc: Process) -> None:
         dist.barrier()
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: CUDA with bf16 support, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def resolve_precision(amp: str, channels_last: bool | str, device: torch.device) -> tuple[bool, bool]:
     """``(bf16 autocast, channels_last)`` for the configuration's ``amp`` and ``channels_last`` on ``device``.
 
-    ``amp``: "bf16" on, "off" off, "auto" on CUDA devices that support bf16;
+    ``amp``: "off" fp32 (the reference), "bf16" on, "auto" on where :func:`native_bf16`;
     ``channels_last``: True / False, or "auto" (on CUDA).
     """
-    cuda = device.type == "cuda"
-    if amp == "bf16":
-        use_bf16 = True
-    elif amp == "auto":
-        use_bf16 = cuda and torch.cuda.is_bf16_supported()
-    else:
-        use_bf16 = False
-    return use_bf16, (cuda if channels_last == "auto" else bool(channels_last))
+    use_bf16 = amp == "bf16" or (amp == "auto" and native_bf16(device))
+    return use_bf16, (device.type == "cuda" if channels_last == "auto" else bool(channels_last))
+
+
+def compiled(net: torch.nn.Module, enabled: bool) -> torch.nn.Module:
+    """``torch.compile(net)`` when ``enabled`` (the configuration's ``compile``), else ``net`` itself."""
+    return torch.compile(net) if enabled else net
 
 
 @contextlib.contextmanager

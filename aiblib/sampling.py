@@ -1,14 +1,18 @@
 """What a training process draws, in an order that survives resuming and any number of processes.
 
-The stream of ``(index, sample_seed)`` of one process is a pure function of (seed, rank,
-world_size, position): to resume after ``it`` iterations of ``batch_size``, start at
-``it * batch_size``. Each sample's augmentation is drawn from its own seed, so it does not
-depend on workers, prefetching or where a run was resumed.
+All processes together read one global stream: global position ``g`` is image
+``perm_e[g mod N]`` of epoch ``e = g // N`` (``perm_e`` a permutation drawn from (seed, e)),
+augmented with the seed ``sample_seed(seed, g)``. Rank ``r`` of ``W`` takes positions
+``r, r + W, r + 2W, ...``, so iteration ``i`` with ``b`` images per process reads global
+positions ``i*b*W .. (i+1)*b*W - 1``: the same images, with the same augmentations, on any
+number of processes (8 per iteration on 1 GPU x 8 or 4 GPUs x 2). The stream of one process
+is a pure function of (seed, rank, world_size, position): to resume after ``it`` iterations
+of ``b`` images per process, start at ``it * b``. Each sample's augmentation is drawn from
+its own seed, so it does not depend on workers, prefetching or where a run was resumed.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Any, Iterator
 
@@ -19,41 +23,37 @@ from torch.utils.data import Dataset, Sampler
 __all__ = ["sample_seed", "InfiniteShardSampler", "SeededSamples"]
 
 
-def sample_seed(seed: int, rank: int, position: int) -> int:
-    """The augmentation seed of the ``position``-th sample drawn by ``rank``."""
-    return int(np.random.SeedSequence([seed, rank, position]).generate_state(1, np.uint32)[0])
+def sample_seed(seed: int, position: int) -> int:
+    """The augmentation seed of the sample at global ``position`` of the stream."""
+    return int(np.random.SeedSequence([seed, position]).generate_state(1, np.uint32)[0])
 
 
 class InfiniteShardSampler(Sampler):
-    """Endless stream of ``(index, sample_seed)`` for one rank, starting at ``start``.
+    """Endless stream of ``(index, sample_seed)`` for one rank, starting at its ``start``-th draw.
 
-    Epoch ``e`` is a permutation of the dataset drawn from ``(seed, e)``, padded by
-    wrapping to a multiple of ``world_size`` and dealt round-robin to the ranks, so the
-    stream is a pure function of (seed, rank, world_size, position): to resume after
-    ``it`` iterations, start at ``it * batch_size``.
+    The rank's ``p``-th draw is global position ``rank + world_size * p`` of the one
+    stream described in the module docstring.
     """
 
     def __init__(self, size: int, *, seed: int, rank: int = 0, world_size: int = 1, start: int = 0) -> None:
         if size < 1:
             raise ValueError("cannot sample from an empty dataset")
         self.size, self.seed, self.rank, self.world_size, self.start = size, seed, rank, world_size, start
-        self.per_rank = math.ceil(size / world_size)
 
     def epoch_indices(self, epoch: int) -> list[int]:
+        """The permutation of the dataset that epoch ``epoch`` of the global stream reads."""
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))
-        perm = torch.randperm(self.size, generator=g).tolist()
-        total = self.per_rank * self.world_size
-        perm = (perm * math.ceil(total / self.size))[:total]
-        return perm[self.rank :: self.world_size]
+        return torch.randperm(self.size, generator=g).tolist()
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         position = self.start
         epoch, indices = -1, []
         while True:
-            e, pos = divmod(position, self.per_rank)
+            global_position = self.rank + self.world_size * position
+            e, pos = divmod(global_position, self.size)
             if e != epoch:
                 epoch, indices = e, self.epoch_indices(e)
-            yield indices[pos], sample_seed(self.seed, self.rank, position)
+            yield indices[pos], sample_seed(self.seed, global_position)
             position += 1
 
 

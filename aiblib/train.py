@@ -4,8 +4,9 @@ One process (CPU or one GPU, plain BatchNorm)::
 
     python -m aiblib train -f params/synthetic-dg.yaml -p iterations 200 -p name dg-aib
 
-Several processes on one machine (DDP; NCCL + SyncBN on GPUs, gloo + plain BN on CPU,
-``batch_size`` is per process, each rank reads its own shard)::
+Several processes on one machine (DDP; NCCL + SyncBN on GPUs, gloo + plain BN on CPU;
+``images_per_iteration`` is split evenly across the processes, so a run reads the same images
+per iteration, with the same augmentations, on any number of them)::
 
     torchrun --standalone --nproc_per_node=4 -m aiblib train -f params/paper/dg-r50.yaml
 
@@ -53,22 +54,22 @@ from torch import nn
 from tqdm import tqdm
 
 from aiblib.checkpoint import checkpoint_dir, last_checkpoint, model_checkpoint, save_training_checkpoint
-from aiblib.config import Config
+from aiblib.config import Config, images_per_process
 from aiblib.data import build_dataset
-from aiblib.data.transforms import test_transform, train_transform
+from aiblib.data.transforms import train_transform
 from aiblib.errors import Interrupted
-from aiblib.evaluate import score_dataset
+from aiblib.evaluate import score_dataset, test_pipeline
 from aiblib.losses import segmentation_loss
 from aiblib.metrics import class_names
 from aiblib.rundir import exclusive, open_run_dir, restore_rng, resume_point
 from aiblib.runlog import LOG_NAME, RunLog
-from aiblib.runtime import (Process, barrier, broadcast_buffers, memory_mb, process_group, resolve_precision,
+from aiblib.runtime import (Process, barrier, broadcast_buffers, compiled, memory_mb, process_group, resolve_precision,
                             rng_state, seed_everything, state_digest, torch_settings)
 from aiblib.stopping import StopRequests, agreed_stop
 from aiblib.trainsetup import fresh_model, place_model, training_batches, wrap_ddp
 from aiblib.trainstats import TrainStats
 
-__all__ = ["train", "NonFiniteLossError", "poly_lr", "make_optimizer", "build_datasets"]
+__all__ = ["train", "NonFiniteLossError", "poly_lr", "scheduled_lr", "make_optimizer", "build_datasets"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -76,9 +77,16 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def poly_lr(iteration: int, *, base_lr: float, min_lr: float, power: float, max_iters: int) -> float:
-    """MMSegmentation's PolyLR: ``(base - min) * (1 - it / max) ** power + min``."""
+    """The poly schedule: ``(base - min) * (1 - it / max) ** power + min`` (``it`` clipped to ``max``)."""
     frac = min(max(iteration, 0), max_iters) / max_iters
     return (base_lr - min_lr) * (1.0 - frac) ** power + min_lr
+
+
+def scheduled_lr(iteration: int, cfg: Config) -> float:
+    """The learning rate of (0-based) ``iteration``: MMEngine's PolyLR over ``iterations``, which
+    divides by ``iterations - 1``, so the last iteration runs at ``min_lr``."""
+    return poly_lr(iteration, base_lr=cfg.lr, min_lr=cfg.min_lr, power=cfg.poly_power,
+                   max_iters=max(cfg.iterations - 1, 1))
 
 
 def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.SGD:
@@ -93,7 +101,7 @@ def build_datasets(cfg: Config):
         cat_max_ratio=cfg.cat_max_ratio, flip_prob=cfg.flip_prob, photometric=cfg.photometric,
     )
     train_set = build_dataset(cfg.train_dataset, cfg.data_root, cfg.train_split, train_tf)
-    val_set = build_dataset(cfg.val_dataset, cfg.data_root, cfg.val_split, test_transform(base_size=tuple(cfg.base_size)))
+    val_set = build_dataset(cfg.val_dataset, cfg.data_root, cfg.val_split, test_pipeline(cfg))
     return train_set, val_set
 
 
@@ -159,6 +167,7 @@ def train(cfg: Config) -> Path:
 def _set_up(cfg: Config, proc: Process, run_dir: Path, checkpoint: dict | None, start: int) -> _Run:
     """Model, optimizer and data, resumed from ``checkpoint`` when given; the start or resume event logged."""
     use_bf16, channels_last = resolve_precision(cfg.amp, cfg.channels_last, proc.device)
+    per_process = images_per_process(cfg, proc.world_size)
     log = RunLog(run_dir / LOG_NAME, enabled=proc.is_main)
     seed_everything(cfg.seed + proc.rank)
     model = fresh_model(cfg, log, resuming=checkpoint is not None)
@@ -168,15 +177,18 @@ def _set_up(cfg: Config, proc: Process, run_dir: Path, checkpoint: dict | None, 
     optimizer = make_optimizer(model, cfg)
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
-    net = wrap_ddp(model, cfg, proc)
+    net = compiled(wrap_ddp(model, cfg, proc), cfg.compile)
     train_set, val_set = build_datasets(cfg)
-    batches = training_batches(cfg, proc, train_set, start)
+    batches = training_batches(cfg, proc, train_set, start, per_process)
     if checkpoint is not None:
         restore_rng(checkpoint, proc, last_checkpoint(run_dir))
-        log.write("event", start, event="resume", world_size=proc.world_size, device=str(proc.device))
+        log.write("event", start, event="resume", world_size=proc.world_size, device=str(proc.device),
+                  images_per_iteration=cfg.images_per_iteration, images_per_process=per_process)
     else:
         log.write("event", 0, event="start", world_size=proc.world_size, device=str(proc.device), bf16=use_bf16,
-                  channels_last=channels_last, batch_norm=bn_kind, parameters=sum(p.numel() for p in model.parameters()),
+                  channels_last=channels_last, compile=cfg.compile, batch_norm=bn_kind,
+                  images_per_iteration=cfg.images_per_iteration, images_per_process=per_process,
+                  parameters=sum(p.numel() for p in model.parameters()),
                   train_images=len(train_set), val_images=len(val_set))
     show = proc.is_main and cfg.progress and not os.environ.get("CI")
     plain = show and not sys.stderr.isatty()  # a notebook, papermill or a log file: a line per log record
@@ -212,7 +224,7 @@ def _loop(run: _Run, start: int) -> None:
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, iteration: int, cfg: Config) -> float:
-    lr = poly_lr(iteration, base_lr=cfg.lr, min_lr=cfg.min_lr, power=cfg.poly_power, max_iters=cfg.iterations)
+    lr = scheduled_lr(iteration, cfg)
     for group in optimizer.param_groups:
         group["lr"] = lr
     return lr
@@ -262,7 +274,7 @@ def _log_train(run: _Run, iteration: int) -> None:
     record = stats.summary(run.proc)
     record["time_per_iter"] = elapsed / stats.count
     record["data_time"] = stats.data_time / stats.count
-    record["images_per_s"] = stats.count * run.cfg.batch_size * run.proc.world_size / elapsed
+    record["images_per_s"] = stats.count * run.cfg.images_per_iteration / elapsed
     record["memory_mb"], record["memory_kind"] = memory_mb(run.proc.device)
     run.log.write("train", iteration, **record)
     run.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", img_s=f"{record['images_per_s']:.1f}")

@@ -36,7 +36,8 @@ def fresh_model(cfg: Config, log: RunLog, *, resuming: bool) -> nn.Module:
 
 
 def place_model(model: nn.Module, cfg: Config, proc: Process, channels_last: bool) -> tuple[nn.Module, str]:
-    """Move to the device (channels_last if asked); SyncBN under DDP on CUDA. Returns (model, BN kind)."""
+    """Move to the device (channels_last if asked); SyncBN under DDP on CUDA, so BatchNorm always sees
+    every image of the iteration (one process holds them all otherwise). Returns (model, BN kind)."""
     model.to(proc.device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -55,12 +56,12 @@ def wrap_ddp(model: nn.Module, cfg: Config, proc: Process) -> nn.Module:
     )
 
 
-def training_batches(cfg: Config, proc: Process, train_set, start: int):
-    """Endless batches of this process's shard, from iteration ``start`` on."""
+def training_batches(cfg: Config, proc: Process, train_set, start: int, per_process: int):
+    """Endless batches of ``per_process`` images of this process's shard, from iteration ``start`` on."""
     sampler = InfiniteShardSampler(len(train_set), seed=cfg.seed, rank=proc.rank, world_size=proc.world_size,
-                                   start=start * cfg.batch_size)
+                                   start=start * per_process)
     loader = DataLoader(
-        SeededSamples(train_set), batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+        SeededSamples(train_set), batch_size=per_process, sampler=sampler, num_workers=cfg.num_workers,
         pin_memory=proc.device.type == "cuda", drop_last=True, persistent_workers=cfg.num_workers > 0,
         worker_init_fn=ignore_stop_signals,
         generator=torch.Generator().manual_seed(cfg.seed),

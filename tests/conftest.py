@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 # deterministic algorithms on one thread (bit-exact resumes on the CPU).
 TINY = {
     "depth": 18, "output_stride": 16, "aspp_channels": 32, "skip_channels": 8, "aux_channels": 16,
-    "crop_size": [64, 64], "base_size": [64, 128], "batch_size": 2, "num_workers": 0,
+    "crop_size": [64, 64], "base_size": [64, 128], "images_per_iteration": 2, "num_workers": 0,
     "iterations": 6, "log_interval": 1, "val_interval": 0, "checkpoint_interval": 2,
     "deterministic_algorithms": True, "threads": 1, "device": "cpu", "progress": False, "test_samples": 2,
 }

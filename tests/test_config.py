@@ -6,7 +6,7 @@ import typing
 import pytest
 import yaml
 
-from aiblib.config import MODEL_KEYS, Config, load_config, parse_overrides
+from aiblib.config import MODEL_KEYS, Config, images_per_process, load_config, parse_overrides
 
 
 def test_defaults_are_the_reference_schedule():
@@ -14,6 +14,31 @@ def test_defaults_are_the_reference_schedule():
     assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.poly_power, cfg.min_lr) == (0.01, 0.9, 5e-4, 0.9, 1e-4)
     assert cfg.crop_size == [512, 1024] and cfg.base_size == [1024, 2048]
     assert cfg.depth == 50 and cfg.beta == 1e-3 and cfg.test_samples == 4
+
+
+def test_defaults_are_the_reference_batch_and_precision():
+    cfg = Config()
+    assert cfg.images_per_iteration == 8  # 2 per GPU x 4 GPUs
+    assert cfg.amp == "off" and cfg.channels_last is False and cfg.compile is False  # fp32 eager, as the reference
+
+
+@pytest.mark.parametrize("world,expected", [(1, 8), (2, 4), (4, 2), (8, 1)])
+def test_images_per_iteration_split_over_processes(world, expected):
+    assert images_per_process(Config(images_per_iteration=8), world) == expected
+
+
+def test_a_split_that_does_not_divide_is_refused_with_the_choices():
+    with pytest.raises(ValueError) as info:
+        images_per_process(Config(images_per_iteration=8), 3)
+    message = str(info.value)
+    assert "images_per_iteration 8" in message and "3 processes" in message and "1, 2, 4 or 8" in message
+
+
+def test_the_old_batch_size_key_says_what_replaced_it(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("batch_size: 2\n")
+    with pytest.raises(ValueError, match=r"old.yaml: config key 'batch_size' is now images_per_iteration \(all processes"):
+        load_config(path)
 
 
 def test_every_field_is_documented():

@@ -21,13 +21,15 @@ def test_torchrun_two_processes_on_cpu(synthetic_root, tmp_path, capsys, monkeyp
 
     for key, value in subprocess_env().items():
         monkeypatch.setenv(key, value)
-    cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "ddp", iterations=4, val_interval=4))
+    cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "ddp", iterations=4, val_interval=4,
+                                           images_per_iteration=4))
     run = launch(cfg, 2)
     assert run == tmp_path / "ddp"
     assert capsys.readouterr().out.count("run directory:") == 1  # rank 1 is quiet
     events = read_log(run, "event")
     assert list(events["event"]) == ["start", "end"]  # written once
     assert events.iloc[0]["world_size"] == 2 and events.iloc[0]["batch_norm"] == "BatchNorm"  # no SyncBN on CPU
+    assert events.iloc[0]["images_per_iteration"] == 4 and events.iloc[0]["images_per_process"] == 2
     end = events.iloc[-1]
     assert end["replicas_identical"] and len(end["replica_digests"]) == 2
     assert list(read_log(run, "train")["iteration"]) == [1, 2, 3, 4]

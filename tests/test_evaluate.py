@@ -60,7 +60,8 @@ from PIL import Image  # noqa: E402
 
 from conftest import as_args, tiny_checkpoint, tiny_overrides, to_mmseg_names  # noqa: E402
 
-from aiblib.config import load_config  # noqa: E402
+from aiblib.config import Config, load_config  # noqa: E402
+from aiblib.evaluate import evaluation_amp  # noqa: E402
 from aiblib.cli.evaluate import main  # noqa: E402
 from aiblib.evaluate import evaluate_checkpoint, score_dataset  # noqa: E402
 
@@ -183,3 +184,74 @@ def test_image_maps_have_the_requested_size_and_repeat_with_the_seed(attention):
     else:
         assert "mu" not in a and "masks" not in a
         assert float(np.abs(a["mi"]).max()) == 0.0  # one sample: no mutual information
+
+
+# ---------------------------------------------------------------- test-time augmentation scales the original image
+from aiblib.evaluate import test_pipeline, tta_enabled  # noqa: E402
+
+
+class _ShapeRecorder(torch.nn.Module):
+    """Records the (h, w) of every input; logits of zeros at a quarter of the input size."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes: list[tuple[int, int]] = []
+
+    def forward(self, x, *, samples=None, generator=None):
+        self.sizes.append(tuple(x.shape[-2:]))
+        return {"out": x.new_zeros(x.shape[0], 19, max(1, x.shape[-2] // 4), max(1, x.shape[-1] // 4))}
+
+
+class _RawData(torch.utils.data.Dataset):
+    """One raw uint8 image (3, 100, 200) and label put through ``transform``."""
+
+    def __init__(self, transform):
+        g = torch.Generator().manual_seed(0)
+        self.image = torch.randint(0, 256, (3, 100, 200), dtype=torch.uint8, generator=g)
+        self.label = torch.randint(0, 19, (100, 200), generator=g)
+        self.transform = transform
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        image, label = self.transform(self.image, self.label)
+        return {"image": image, "label": label, "name": "x"}
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_tta_views_scale_the_original_image_not_the_fitted_one(flip):
+    # base_size fits the 100x200 original to 50x100; MMSeg's TTA scales the original: 0.5 -> 50x100, 1.0 -> 100x200
+    cfg = load_config(None, {"num_workers": 0, "base_size": [50, 100], "tta_scales": [0.5, 1.0], "tta_flip": flip})
+    assert tta_enabled(cfg)
+    model = _ShapeRecorder()
+    result = score_dataset(model, _RawData(test_pipeline(cfg)), cfg=cfg, device=torch.device("cpu"))
+    views = [(50, 100), (100, 200)]
+    assert model.sizes == ([v for v in views for _ in range(2)] if flip else views)
+    assert int(result["confusion"].sum()) == 100 * 200  # scored at the label's original size
+    # without TTA the model sees the fitted test image only
+    plain = load_config(None, {"num_workers": 0, "base_size": [50, 100]})
+    assert not tta_enabled(plain)
+    model = _ShapeRecorder()
+    score_dataset(model, _RawData(test_pipeline(plain)), cfg=plain, device=torch.device("cpu"))
+    assert model.sizes == [(50, 100)]
+
+
+def test_tta_view_sizes_use_the_mmcv_rounding():
+    model = _ShapeRecorder().eval()
+    scores = predict(model, torch.zeros(1, 3, 37, 53), scales=(0.75, 1.25, 1.0))
+    # int(37 * 0.75 + 0.5) = 28 (round() would agree), int(53 * 1.25 + 0.5) = 66 (round(66.25) too);
+    # the rule fits the image into the target as mmcv's imrescale
+    assert model.sizes == [(28, 40), (46, 66), (37, 53)]
+    assert scores.shape == (1, 19, 37, 53)
+    model = _ShapeRecorder().eval()
+    predict(model, torch.zeros(1, 3, 5, 7), scales=(0.5,))  # 2.5 -> 3 and 3.5 -> 4 (round half up, not to even)
+    assert model.sizes == [(3, 4)]
+
+
+def test_mmsegmentation_checkpoints_are_scored_in_fp32_unless_bf16_is_named():
+    mmseg, ours = {"format": "mmsegmentation"}, {"format": "aiblib"}
+    assert evaluation_amp(Config(amp="auto"), mmseg) == "off"
+    assert evaluation_amp(Config(amp="auto"), ours) == "auto"
+    assert evaluation_amp(Config(amp="bf16"), mmseg) == "bf16"
+    assert evaluation_amp(Config(), mmseg) == "off"  # the default is fp32 anyway

@@ -58,3 +58,33 @@ def test_bad_label_values_are_reported():
         confusion_matrix(torch.tensor([0, 1]), torch.tensor([0, 7]), 3)
     with pytest.raises(ValueError, match="shape"):
         confusion_matrix(torch.tensor([0, 1]), torch.tensor([[0, 1]]), 3)
+
+
+def _mmseg_intersect_and_union(pred: torch.Tensor, label: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
+    """MMSegmentation IoUMetric.intersect_and_union, written out: histograms of the labelled pixels."""
+    keep = label != 255
+    pred, label = pred[keep].float(), label[keep].float()
+    intersect = pred[pred == label]
+    area_intersect = torch.histc(intersect, bins=k, min=0, max=k - 1)
+    area_pred = torch.histc(pred, bins=k, min=0, max=k - 1)
+    area_label = torch.histc(label, bins=k, min=0, max=k - 1)
+    return area_intersect, area_pred + area_label - area_intersect, area_label
+
+
+def test_scores_equal_mmsegmentations_iou_metric_on_fixed_inputs():
+    g = torch.Generator().manual_seed(7)
+    k, conf, totals = 19, torch.zeros(19, 19, dtype=torch.long), torch.zeros(3, 19, dtype=torch.float64)
+    for _ in range(4):  # a split of 4 images, accumulated
+        label = torch.randint(0, 12, (32, 48), generator=g)  # classes 12..18 absent from the labels
+        label[torch.rand(32, 48, generator=g) < 0.1] = 255
+        pred = torch.where(torch.rand(32, 48, generator=g) < 0.6, label.clamp(max=k - 1),
+                           torch.randint(0, 14, (32, 48), generator=g))  # 12, 13 only predicted
+        conf += confusion_matrix(pred, label, k)
+        totals += torch.stack(_mmseg_intersect_and_union(pred, label, k)).double()
+    intersect, union, area_label = totals
+    iou = intersect / union * 100  # NaN where the class is in neither: skipped by nanmean
+    m = metrics_from_confusion(conf)
+    assert torch.allclose(torch.tensor(m["IoU"], dtype=torch.float64), iou, equal_nan=True)
+    assert m["mIoU"] == pytest.approx(float(iou.nanmean()))
+    assert m["aAcc"] == pytest.approx(float(intersect.sum() / area_label.sum() * 100))
+    assert sum(not math.isnan(x) for x in m["IoU"]) == 14  # 12 labelled classes + 2 only predicted

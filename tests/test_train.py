@@ -11,7 +11,8 @@ import torch
 from aiblib.runlog import RunLog, read_log
 from aiblib.runtime import rng_state, set_rng_state
 from aiblib.sampling import InfiniteShardSampler, SeededSamples
-from aiblib.train import poly_lr
+from aiblib.config import Config
+from aiblib.train import poly_lr, scheduled_lr
 
 
 def test_poly_lr_matches_the_reference_formula():
@@ -23,20 +24,42 @@ def test_poly_lr_matches_the_reference_formula():
     assert all(a > b for a, b in zip(values, values[1:]))
 
 
+def test_the_schedule_ends_at_min_lr_on_the_last_iteration_as_mmengine():
+    cfg = Config(iterations=5, lr=0.01, min_lr=1e-4, poly_power=0.9)
+    assert scheduled_lr(0, cfg) == pytest.approx(0.01)
+    assert scheduled_lr(4, cfg) == pytest.approx(1e-4)  # MMEngine: (1 - it / (iters - 1)) ** power
+    assert scheduled_lr(2, cfg) == pytest.approx((0.01 - 1e-4) * 0.5**0.9 + 1e-4)
+
+
 def test_sampler_shards_cover_each_epoch_and_resume_exactly():
     n, world = 10, 3
     streams = [list(itertools.islice(InfiniteShardSampler(n, seed=1, rank=r, world_size=world), 8)) for r in range(world)]
-    per_rank = 4  # ceil(10 / 3)
-    first_epoch = [idx for s in streams for idx, _ in s[:per_rank]]
-    assert set(first_epoch) == set(range(n)) and len(first_epoch) == 12  # padded by wrapping
-    # epoch 1 is another permutation
-    assert [i for i, _ in streams[0][:4]] != [i for i, _ in streams[0][4:8]]
+    merged = [streams[g % world][g // world] for g in range(24)]  # the global stream, rank by rank
+    assert sorted(i for i, _ in merged[:n]) == list(range(n))  # epoch 0 reads every image once
+    assert sorted(i for i, _ in merged[n:2 * n]) == list(range(n))
+    assert [i for i, _ in merged[:n]] != [i for i, _ in merged[n:2 * n]]  # epoch 1 is another permutation
     # a stream started at position 5 is the tail of the stream started at 0
     tail = list(itertools.islice(InfiniteShardSampler(n, seed=1, rank=1, world_size=world, start=5), 3))
     assert tail == streams[1][5:8]
-    # sample seeds differ between ranks and positions
-    seeds = [s for stream in streams for _, s in stream]
+    # sample seeds differ between positions
+    seeds = [s for _, s in merged]
     assert len(set(seeds)) == len(seeds)
+
+
+@pytest.mark.parametrize("world", [2, 4, 8])
+def test_an_iteration_reads_the_same_images_and_augmentations_on_any_number_of_processes(world):
+    n, images_per_iteration, iterations = 13, 8, 5
+    per_process = images_per_iteration // world
+
+    def iteration_draws(world_size: int, per: int, start_iteration: int) -> list[set]:
+        streams = [list(itertools.islice(InfiniteShardSampler(n, seed=3, rank=r, world_size=world_size,
+                                                             start=start_iteration * per), iterations * per))
+                   for r in range(world_size)]
+        return [sorted(d for s in streams for d in s[i * per:(i + 1) * per]) for i in range(iterations)]
+
+    one = iteration_draws(1, images_per_iteration, 0)
+    assert iteration_draws(world, per_process, 0) == one
+    assert iteration_draws(world, per_process, 2)[:3] == one[2:]  # resumed at iteration 2
 
 
 class _RandomData(torch.utils.data.Dataset):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torchvision import tv_tensors
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as F
 
 from aiblib.data import transforms as T
 
@@ -92,13 +95,81 @@ def test_crop_respects_cat_max_ratio() -> None:
 
 
 def test_pad_uses_zero_and_ignore() -> None:
+    # normalize, then pad: the padded image is 0.0 after normalization (the mean colour), label 255
     image = torch.full((3, 20, 30), 100, dtype=torch.uint8)
     label = torch.ones(20, 30, dtype=torch.uint8)
     tf = T.train_transform(crop_size=(40, 50), base_size=(20, 30), ratio_range=(1.0, 1.0), photometric=False)
     out_image, out_label = tf(image, label)
     assert out_image.shape == (3, 40, 50) and out_image.dtype == torch.float32
     assert (out_label[20:] == 255).all() and (out_label[:, 30:] == 255).all() and (out_label[:20, :30] == 1).all()
-    assert (T.denormalize(out_image)[:, 20:] == 0).all()
+    assert (out_image[:, 20:] == 0.0).all() and (out_image[:, :, 30:] == 0.0).all()
+    assert torch.equal(T.denormalize(out_image)[:, 20:, 0], torch.tensor([124, 116, 104], dtype=torch.uint8)[:, None].expand(3, 20))
+    assert torch.allclose(out_image[:, :20, :30], T.normalize(image))  # the image itself is untouched
+
+
+def test_pad_after_normalize_with_photometric_is_zero_in_every_channel() -> None:
+    g = torch.Generator().manual_seed(1)
+    image = torch.randint(0, 256, (3, 15, 25), dtype=torch.uint8, generator=g)
+    label = torch.randint(0, 19, (15, 25), dtype=torch.uint8, generator=g)
+    tf = T.train_transform(crop_size=(32, 40), base_size=(15, 25), ratio_range=(1.0, 1.0), cat_max_ratio=1.0)
+    for seed in range(4):
+        torch.manual_seed(seed)
+        out_image, out_label = tf(image, label)
+        assert out_image.shape == (3, 32, 40) and out_label.shape == (32, 40)
+        pad = torch.ones(32, 40, dtype=torch.bool)
+        pad[:15, :25] = False
+        assert (out_image[:, pad] == 0.0).all() and (out_label[pad] == 255).all()
+        assert (out_label[~pad] != 255).all() and (out_image[:, ~pad] != 0.0).any()
+
+
+def _texture(h: int = 64, w: int = 96) -> torch.Tensor:
+    """A uint8 (3, h, w) texture: random noise plus a fine checkerboard, so that blurs show."""
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    checker = ((yy + xx) % 2 * 120).expand(3, h, w)
+    return (torch.randint(0, 136, (3, h, w), generator=g) + checker).to(torch.uint8)
+
+
+def test_downscale_by_two_is_the_block_mean_without_antialias() -> None:
+    # OpenCV INTER_LINEAR (half-pixel centres, no anti-aliasing): a 2x downscale is the 2x2 block mean
+    image = _texture()
+    block_mean = image.double().reshape(3, 32, 2, 48, 2).mean((2, 4))
+    out = T.resize_bilinear(image, (32, 48))
+    assert out.dtype == torch.uint8 and out.shape == (3, 32, 48)
+    assert (out.double() - block_mean).abs().max() <= 0.5  # rounded (half up) mean
+    assert torch.equal(out.double(), (block_mean + 0.5).floor())
+    # the training and test resizes use it
+    label = torch.zeros(64, 96, dtype=torch.uint8)
+    test_out, _ = T.test_transform(base_size=(32, 48))(image, label)
+    assert (T.denormalize(test_out).double() - block_mean).abs().max() <= 1.0
+    train = T.train_transform(crop_size=(32, 48), base_size=(32, 48), ratio_range=(1.0, 1.0), flip_prob=0.0,
+                              photometric=False, cat_max_ratio=1.0)
+    train_out, _ = train(image, label)
+    assert (T.denormalize(train_out).double() - block_mean).abs().max() <= 1.0
+    # the anti-aliased resize (the previous behaviour) fails this test on the same texture
+    smooth = F.resize(image, [32, 48], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    assert (smooth.double() - block_mean).abs().max() > 1.0
+
+
+def test_resize_keeps_dtype_and_subclass_and_labels_stay_nearest() -> None:
+    image = tv_tensors.Image(_texture(30, 40))
+    out = T.resize_bilinear(image, (45, 61))
+    assert isinstance(out, tv_tensors.Image) and out.dtype == torch.uint8 and out.shape == (3, 45, 61)
+    assert T.resize_bilinear(image.float(), (10, 20)).dtype == torch.float32
+    assert T.resize_bilinear(image, (30, 40)) is image
+    label = tv_tensors.Mask(torch.tensor([[3, 7], [11, 255]]).repeat_interleave(15, 0).repeat_interleave(20, 1))
+    torch.manual_seed(0)
+    _, small = T.random_resize(image, label, base_size=(30, 40), ratio_range=(0.3, 0.3))
+    assert set(torch.unique(small).tolist()) == {3, 7, 11, 255}
+
+
+def test_scale_size_follows_mmcv() -> None:
+    # mmcv Resize(scale_factor=r, keep_ratio=True): target int(x * r + 0.5), then fitted into it
+    assert T.scale_size((100, 200), 0.5) == (50, 100)
+    assert T.scale_size((100, 200), 1.0) == (100, 200)
+    assert T.scale_size((720, 1280), 0.75) == (540, 960)
+    assert T.scale_size((1024, 2048), 1.75) == (1792, 3584)
+    assert T.scale_size((37, 53), 0.75) == (28, 40)
 
 
 def test_seeded_runs_repeat_and_photometric_changes_colour() -> None:
@@ -120,6 +191,32 @@ def test_seeded_runs_repeat_and_photometric_changes_colour() -> None:
     assert changed >= 4
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_photometric_distortion_gives_uint8_values(seed: int) -> None:
+    # MMSeg truncates to uint8 after each step: the output is integer-valued, within 0..255
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (3, 24, 32), generator=g).float()
+    torch.manual_seed(seed)
+    for _ in range(10):
+        y = T.photometric_distortion(x)
+        assert y.dtype == torch.float32 and y.shape == x.shape
+        assert torch.equal(y, y.floor()) and y.min() >= 0 and y.max() <= 255
+
+
+def test_photometric_identity_steps_keep_an_integer_image() -> None:
+    # saturation x1 and a hue shift of 0 leave the image exactly (float noise of the HSV round trip
+    # is not truncated to x - 1): with hue_delta=1 the shift is -1 or 0, so ~3/4 of the draws are
+    # identities (hue coin tails, or shift 0); truncating the noise would leave only ~1/2 (18 of 40 here)
+    x = torch.randint(0, 256, (3, 24, 32), generator=torch.Generator().manual_seed(0)).float()
+    same = 0
+    for seed in range(40):
+        torch.manual_seed(seed)
+        y = T.photometric_distortion(x, brightness_delta=0.0, contrast_range=(1.0, 1.0),
+                                     saturation_range=(1.0, 1.0), hue_delta=1)
+        same += int(torch.equal(y, x))
+    assert same >= 25
+
+
 def test_saturation_follows_hsv() -> None:
     x = torch.tensor([[[200.0]], [[100.0]], [[50.0]]])  # V=200, S=0.75
     torch.manual_seed(0)
@@ -136,3 +233,11 @@ def test_test_transform_keeps_label() -> None:
     assert out_image.shape == (3, 128, 256) and out_image.dtype == torch.float32
     assert torch.equal(out_label, label.long())
     assert torch.equal(T.denormalize(T.normalize(image)), image)
+
+
+def test_test_transform_without_fit_keeps_the_original_size() -> None:
+    image, label = _shape_pair(64, 128)
+    out_image, out_label = T.test_transform(base_size=(32, 64), fit=False)(image, label)
+    assert out_image.shape == (3, 64, 128) and torch.equal(T.denormalize(out_image), image)
+    assert torch.equal(out_label, label.long())
+    assert T.test_transform(base_size=(32, 64))(image, label)[0].shape == (3, 32, 64)

@@ -3,10 +3,19 @@
 Training (per image): random resize to fit inside ``base_size * r``, r ~ U(ratio_range),
 keeping the aspect ratio -> random crop ``crop_size`` re-drawn (up to 10 times) until no
 class covers more than ``cat_max_ratio`` of the crop's labelled pixels -> horizontal flip
--> photometric distortion (MMSegmentation ``PhotoMetricDistortion`` semantics) -> pad
-to ``crop_size`` (image 0, label 255) -> normalize.
+-> photometric distortion (MMSegmentation ``PhotoMetricDistortion`` semantics, on uint8
+values: each step clipped to 0..255 and truncated) -> normalize -> pad to ``crop_size``
+(image 0.0 after normalization, i.e. the mean colour; label 255), the reference's order
+(MMSeg's data preprocessor normalizes, then pads).
 Test: resize the image to fit inside ``base_size`` keeping the ratio; the label keeps its
-original size (logits are resized to it for scoring).
+original size (logits are resized to it for scoring). With ``fit=False`` (multi-scale /
+flip test-time augmentation) the image keeps its original size: MMSegmentation's TTA
+resizes the *original* image by each ratio (see :func:`scale_size`; done by
+``aiblib.inference.predict``).
+
+Images are resized as OpenCV ``INTER_LINEAR`` (the reference's resize): bilinear with
+half-pixel centres and no anti-aliasing, also when downscaling; uint8 images are computed
+in float and rounded half up (:func:`resize_bilinear`).
 
 Labels are only ever resampled with nearest neighbour (v2 does so for ``Mask``) and
 padded with 255. All randomness comes from torch's global RNG (``torch.manual_seed``;
@@ -40,6 +49,36 @@ def fit_size(size: tuple[int, int], scale: tuple[int, int]) -> tuple[int, int]:
     return max(1, int(h * factor + 0.5)), max(1, int(w * factor + 0.5))
 
 
+def scale_size(size: tuple[int, int], ratio: float) -> tuple[int, int]:
+    """(h, w) of an image of ``size`` (h, w) rescaled by ``ratio`` keeping its ratio.
+
+    As mmcv ``Resize(scale_factor=ratio, keep_ratio=True)`` (MMSegmentation's TTA): the target
+    ``(int(h * ratio + 0.5), int(w * ratio + 0.5))``, then :func:`fit_size` into it.
+    """
+    h, w = size
+    return fit_size(size, (max(1, int(h * ratio + 0.5)), max(1, int(w * ratio + 0.5))))
+
+
+def resize_bilinear(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a (..., C, H, W) image to ``size`` (h, w), as OpenCV ``INTER_LINEAR``.
+
+    Half-pixel centres (align_corners=False), no anti-aliasing (also when downscaling).
+    uint8 input is computed in float32 and rounded half up back to uint8 (torchvision's native
+    uint8 kernel is not used: it is off by one level at times); other dtypes keep theirs.
+    The tensor subclass (``tv_tensors.Image``) is kept.
+    """
+    size = (int(size[0]), int(size[1]))
+    if tuple(image.shape[-2:]) == size:
+        return image
+    out = F.resize(image.as_subclass(torch.Tensor).float(), list(size), interpolation=InterpolationMode.BILINEAR,
+                   antialias=False)
+    if image.dtype == torch.uint8:
+        out = out.add_(0.5).floor_().clamp_(0, 255).to(torch.uint8)
+    else:
+        out = out.to(image.dtype)
+    return tv_tensors.wrap(out, like=image) if isinstance(image, tv_tensors.TVTensor) else out
+
+
 def _as_mask(label: torch.Tensor) -> tv_tensors.Mask:
     if label.ndim != 2:
         raise ValueError(f"label must be (H, W), got shape {tuple(label.shape)}")
@@ -55,11 +94,11 @@ def _check_pair(image: torch.Tensor, label: torch.Tensor) -> None:
 
 def random_resize(image: torch.Tensor, label: torch.Tensor, *, base_size: tuple[int, int],
                   ratio_range: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resize to fit inside base_size * r, r ~ U(ratio_range); image bilinear, label nearest."""
+    """Resize to fit inside base_size * r, r ~ U(ratio_range); image :func:`resize_bilinear`, label nearest."""
     r = ratio_range[0] + float(torch.rand(())) * (ratio_range[1] - ratio_range[0])
     target = (int(base_size[0] * r), int(base_size[1] * r))
     size = fit_size(tuple(image.shape[-2:]), target)
-    image = F.resize(image, list(size), interpolation=InterpolationMode.BILINEAR, antialias=True)
+    image = resize_bilinear(image, size)
     label = F.resize(label, list(size))  # Mask: nearest
     return image, label
 
@@ -94,6 +133,11 @@ def crop_box(label: torch.Tensor, crop_size: tuple[int, int], cat_max_ratio: flo
     return box
 
 
+def _truncate(x: torch.Tensor, slack: float = 0.0) -> torch.Tensor:
+    """Clip to 0..255 and truncate to an integer value (numpy ``clip(...).astype(np.uint8)``); float kept."""
+    return x.clamp_(0, 255).add_(slack).floor_().clamp_(max=255)
+
+
 def photometric_distortion(image: torch.Tensor, *, brightness_delta: float = 32.0,
                            contrast_range: tuple[float, float] = (0.5, 1.5),
                            saturation_range: tuple[float, float] = (0.5, 1.5),
@@ -102,7 +146,10 @@ def photometric_distortion(image: torch.Tensor, *, brightness_delta: float = 32.
 
     Each step with probability 0.5: brightness ``+ U(-32, 32)``; contrast ``* U(0.5, 1.5)``,
     before or after the HSV steps (coin flip); saturation: HSV S ``* U(0.5, 1.5)``; hue shift
-    ``U(-18, 18)`` in OpenCV units (degrees / 2). Values are clamped to 0..255 after each step.
+    ``U(-18, 18)`` in OpenCV units (degrees / 2). After each step the values are clamped to
+    0..255 and truncated (floor), as MMSeg's ``astype(np.uint8)``: the output is float32 with
+    integer values. (Saturation and hue approximate OpenCV's 8-bit HSV in float; their floor
+    allows 1e-3 of float noise, so that an unchanged 200 is not truncated to 199.)
     """
 
     def coin() -> bool:
@@ -113,12 +160,12 @@ def photometric_distortion(image: torch.Tensor, *, brightness_delta: float = 32.
 
     img = image.float()
     if coin():
-        img = (img + uniform(-brightness_delta, brightness_delta)).clamp_(0, 255)
+        img = _truncate(img + uniform(-brightness_delta, brightness_delta))
     contrast_first = coin()
 
     def contrast(x: torch.Tensor) -> torch.Tensor:
         if coin():
-            x = (x * uniform(*contrast_range)).clamp_(0, 255)
+            x = _truncate(x * uniform(*contrast_range))
         return x
 
     if contrast_first:
@@ -130,17 +177,20 @@ def photometric_distortion(image: torch.Tensor, *, brightness_delta: float = 32.
         span = value - low
         limit = torch.where(span > 0, value / span.clamp_min(1e-6), torch.full_like(span, float("inf")))
         a = torch.clamp(limit, max=alpha)
-        img = (value - (value - img) * a).clamp_(0, 255)
+        img = _truncate(value - (value - img) * a, slack=1e-3)
     if coin():
         shift = int(torch.randint(-hue_delta, hue_delta, ()))  # as np.random.randint: high excluded
-        img = (F.adjust_hue(img / 255.0, shift / 180.0) * 255.0).clamp_(0, 255)
+        img = _truncate(F.adjust_hue(img / 255.0, shift / 180.0) * 255.0, slack=1e-3)
     if not contrast_first:
         img = contrast(img)
     return img
 
 
 def pad_to(image: torch.Tensor, label: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad bottom/right to at least ``size`` (h, w): image with 0, label with 255."""
+    """Pad image (3, h, w) and label (h, w) bottom/right to at least ``size`` (h, w): image with 0, label with 255.
+
+    Called on the normalized image, so the image's 0 is the mean colour (as MMSeg).
+    """
     ph, pw = max(size[0] - image.shape[-2], 0), max(size[1] - image.shape[-1], 0)
     if ph or pw:
         image = F.pad(image, [0, 0, pw, ph], fill=0)
@@ -184,8 +234,8 @@ class TrainTransform:
         img = img.float()
         if self.photometric:
             img = photometric_distortion(img)
-        img, mask = pad_to(img, mask, self.crop_size)
-        return normalize(img.as_subclass(torch.Tensor)), mask.as_subclass(torch.Tensor)
+        img, mask = pad_to(normalize(img.as_subclass(torch.Tensor)), mask, self.crop_size)
+        return img, mask.as_subclass(torch.Tensor)
 
     def __repr__(self) -> str:
         return (f"TrainTransform(crop_size={self.crop_size}, base_size={self.base_size}, ratio_range={self.ratio_range}, "
@@ -193,23 +243,24 @@ class TrainTransform:
 
 
 class TestTransform:
-    """Resize the image to fit inside ``base_size`` (ratio kept); label unchanged (int64)."""
+    """Resize the image to fit inside ``base_size`` (ratio kept; not with ``fit=False``); label unchanged (int64)."""
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, *, base_size: tuple[int, int]) -> None:
+    def __init__(self, *, base_size: tuple[int, int], fit: bool = True) -> None:
         self.base_size = (int(base_size[0]), int(base_size[1]))
+        self.fit = bool(fit)
 
     def __call__(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """image uint8 (3,H,W), label (H,W) -> float32 (3,h,w) normalized (h,w fit base_size), int64 (H,W)."""
+        """image uint8 (3,H,W), label (H,W) -> float32 (3,h,w) normalized (h,w fit base_size, or
+        (H,W) with ``fit=False``), int64 (H,W)."""
         _check_pair(image, label)
-        size = fit_size(tuple(image.shape[-2:]), self.base_size)
-        if size != tuple(image.shape[-2:]):
-            image = F.resize(image, list(size), interpolation=InterpolationMode.BILINEAR, antialias=True)
+        if self.fit:
+            image = resize_bilinear(image, fit_size(tuple(image.shape[-2:]), self.base_size))
         return normalize(image), label.to(torch.int64)
 
     def __repr__(self) -> str:
-        return f"TestTransform(base_size={self.base_size})"
+        return f"TestTransform(base_size={self.base_size}, fit={self.fit})"
 
 
 def train_transform(*, crop_size: tuple[int, int] = (512, 1024), base_size: tuple[int, int] = (1024, 2048),
@@ -224,11 +275,12 @@ def train_transform(*, crop_size: tuple[int, int] = (512, 1024), base_size: tupl
                           cat_max_ratio=cat_max_ratio, flip_prob=flip_prob, photometric=photometric)
 
 
-def test_transform(*, base_size: tuple[int, int] = (1024, 2048)) -> TestTransform:
-    """The SPEC test pipeline; base_size is (h, w)."""
+def test_transform(*, base_size: tuple[int, int] = (1024, 2048), fit: bool = True) -> TestTransform:
+    """The SPEC test pipeline; base_size is (h, w). ``fit=False`` keeps the original size (for
+    test-time augmentation, which scales the original image; ``aiblib.evaluate.test_pipeline`` chooses)."""
     if min(base_size) < 1:
         raise ValueError(f"base_size {base_size} must be positive (h, w)")
-    return TestTransform(base_size=base_size)
+    return TestTransform(base_size=base_size, fit=fit)
 
 
 test_transform.__test__ = False  # not a pytest test function
