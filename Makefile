@@ -95,6 +95,18 @@ sweep: $(STAMP) ## β × seed sweep into results/sweep-PROTOCOL/: make sweep [PA
 	$(MAKE) --no-print-directory report RESULTS=$(SWEEP_RESULTS) STEP=$$total/$$total || exit $$?; \
 	echo "make sweep: done in $$(( $$(date +%s) - start )) s; the report is $(SWEEP_RESULTS)/README.md"
 
+# Paired seeds: make sweep with the protocol's own β (read from its parameter file) for both protocols,
+# then 04-report, which pairs baseline and AIBR by seed into results/comparison.csv (95 % Student-t interval).
+seeds: $(STAMP) ## baseline vs AIBR paired by seed for dg and night, 95 % intervals in results/comparison.csv: make seeds [SEEDS="0 1 2"]
+	@start=$$(date +%s); \
+	for p in dg night; do \
+	  $(MAKE) --no-print-directory sweep PROTOCOL=$$p PARAMS=params/synthetic-$$p.yaml SEEDS="$(SEEDS)" \
+	    BETAS="$$(sed -n 's/^beta: *//p' params/synthetic-$$p.yaml)" \
+	    SWEEP_RESULTS=$(RESULTS)/seeds-$$p SWEEP_RUNS=runs/seeds-$$p || exit $$?; \
+	done; \
+	$(MAKE) --no-print-directory report || exit $$?; \
+	echo "make seeds: done in $$(( $$(date +%s) - start )) s; results/comparison.csv and results/comparison.png"
+
 paper: $(STAMP) ## a paper run on real data: make paper RUN=dg-r50 GPUS=4 (params/paper/RUN.yaml)
 	@test -f params/paper/$(RUN).yaml || (echo "error: no params/paper/$(RUN).yaml; choose RUN from: $$(ls params/paper | sed 's/.yaml//' | tr '\n' ' ')" >&2; exit 2)
 	$(AIBLIB) run paper-$(RUN) -f params/paper/$(RUN).yaml --results $(RESULTS) -p gpus $(GPUS)

@@ -23,7 +23,7 @@ FLOORS = {
     "aiblib.viz": 3, "aiblib.calibration": 3, "aiblib.storage": 3, "aiblib.runlock": 3, "aiblib.rundir": 4, "aiblib.stopping": 4, "aiblib.trainsetup": 4,
     "aiblib.runtime": 4, "aiblib.inference": 4, "aiblib.evaluate": 4, "aiblib.sampling": 4,
     "aiblib.trainstats": 4, "aiblib.train": 4, "aiblib.launch": 4, "aiblib.parameters": 4, "aiblib.robustness": 4,
-    "aiblib.report": 5, "aiblib.prepare": 5, "aiblib.bench": 5, "aiblib.gpucheck": 5, "aiblib.notebooks": 5, "aiblib.widgets": 5,
+    "aiblib.report": 5, "aiblib.prepare": 5, "aiblib.bench": 5, "aiblib.gpucheck": 5, "aiblib.comparison": 5, "aiblib.notebooks": 5, "aiblib.widgets": 5,
     "aiblib.cli": 6, "aiblib.__main__": 6,
 }
 # pairs on one floor that must not meet in either direction of import
