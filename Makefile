@@ -22,7 +22,7 @@ RUN ?= dg-r50
 GPUS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast reproduce data run sweep report robustness paper lab test-browser clean
+.PHONY: help setup test test-fast reproduce data run sweep seeds report robustness paper gpu-check lab test-browser clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -57,12 +57,14 @@ report: $(STAMP) ## 04: gather every run under RESULTS into summary.csv, README.
 	$(AIBLIB) notebook 04-report $(RESULTS)/04-report.ipynb -p results_root $(RESULTS) $(STEP_ARG)
 
 # 05 per protocol into one folder: both write results/robustness/{corruptions,uncertainty}.csv (a rerun of a
-# protocol replaces its rows) and their own figures; EXTRA passes more parameters (-p max_images 0: every image).
+# protocol replaces its rows) and their own figures. One torch thread: the DataLoader worker that corrupts the
+# images needs the other core (two threads then oversubscribe the CPU, 10x slower here). EXTRA passes more
+# parameters (-p max_images 0: every image).
 robustness: $(STAMP) ## 05 for DG and Night: mIoU under ImageNet-C corruptions, ECE/AUROC of the uncertainty -> results/robustness/
 	@start=$$(date +%s); n=$(words $(ROBUSTNESS_PROTOCOLS)); k=1; \
 	for p in $(ROBUSTNESS_PROTOCOLS); do \
 	  $(AIBLIB) notebook 05-robustness $(RESULTS)/robustness/05-robustness-$$p.ipynb -p protocol $$p \
-	    -p baseline_name $$p-baseline -p aib_name $$p-aib -p results_root $(RESULTS) $(EXTRA) --step $$k/$$n || exit $$?; \
+	    -p baseline_name $$p-baseline -p aib_name $$p-aib -p results_root $(RESULTS) -p threads 1 $(EXTRA) --step $$k/$$n || exit $$?; \
 	  k=$$((k + 1)); \
 	done; \
 	echo "make robustness: done in $$(( $$(date +%s) - start )) s"

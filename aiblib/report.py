@@ -7,6 +7,8 @@ Each run folder ``results/<name>/`` gets a ``scores.json``::
 
 :func:`collect` reads them all into one row per run, :func:`summarize` averages over seeds,
 :func:`plot_beta` draws mIoU against β per domain and :func:`markdown` writes the report.
+:func:`plot_corruptions` and :func:`plot_reliability` draw the tables of ``05-robustness``
+(:mod:`aiblib.robustness`): mIoU against corruption severity, and reliability diagrams.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["write_scores", "per_class_table", "collect", "summarize", "plot_beta", "markdown", "markdown_table"]
+__all__ = ["write_scores", "per_class_table", "collect", "summarize", "plot_beta", "markdown", "markdown_table",
+           "plot_corruptions", "plot_reliability"]
 
 GROUP = ["protocol", "depth", "method", "beta"]
 
@@ -154,3 +157,72 @@ def markdown(runs: pd.DataFrame, summary: pd.DataFrame) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _methods(table: pd.DataFrame) -> list[str]:
+    """The methods of ``table``, the baseline first."""
+    return sorted(table["method"].unique(), key=lambda m: (m != "baseline", m))
+
+
+def plot_corruptions(table: pd.DataFrame, *, title: str = ""):
+    """mIoU against severity (0 = clean), one panel per corruption and one for their mean, a line per method.
+
+    ``table``: rows ``method, corruption, severity, mIoU`` of one protocol. Returns the figure.
+    """
+    corruptions = list(dict.fromkeys(table["corruption"]))
+    panels = corruptions + ["mean over corruptions"]
+    ncols = min(len(panels), 5)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows), sharey=True, squeeze=False)
+    mean = table.groupby(["method", "severity"], as_index=False)["mIoU"].mean()
+    for ax, panel in zip(axes.flat, panels):
+        sub = mean if panel == panels[-1] else table[table["corruption"] == panel]
+        for i, method in enumerate(_methods(table)):
+            line = sub[sub["method"] == method].sort_values("severity")
+            ax.plot(line["severity"], line["mIoU"], marker="o", color=f"C{i}", label=method)
+        ax.set_title(panel.replace("_", " "), fontsize=10)
+        ax.set_xticks(sorted(table["severity"].unique()))
+        ax.set_xlabel("severity (0 = clean)")
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("mIoU (%)")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(bins: pd.DataFrame, scores: pd.DataFrame, *, title: str = ""):
+    """Reliability diagrams, one column per domain: accuracy against mean confidence per bin (a line per
+    method, ECE in the legend; the diagonal is perfect calibration), and below the share of pixels per bin.
+
+    ``bins``: rows ``method, domain, lower, upper, count, confidence, accuracy``; ``scores``: rows
+    ``method, domain, ece``. Returns the figure.
+    """
+    domains = list(dict.fromkeys(bins["domain"]))
+    fig, axes = plt.subplots(2, len(domains), figsize=(4.5 * len(domains), 6), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    methods = _methods(bins)
+    for col, domain in enumerate(domains):
+        top, bottom = axes[0, col], axes[1, col]
+        top.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1)
+        for i, method in enumerate(methods):
+            b = bins[(bins["domain"] == domain) & (bins["method"] == method)]
+            ece = scores.loc[(scores["domain"] == domain) & (scores["method"] == method), "ece"]
+            label = f"{method} (ECE {ece.iloc[0]:.3f})" if len(ece) else method
+            top.plot(b["confidence"], b["accuracy"], marker="o", markersize=4, color=f"C{i}", label=label)
+            width = (b["upper"] - b["lower"]) / (len(methods) + 1)
+            bottom.bar(b["lower"] + width * (i + 0.5), b["count"] / b["count"].sum(), width=width, color=f"C{i}",
+                       align="edge")
+        top.set_title(domain)
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1)
+        top.set_ylabel("accuracy")
+        top.legend(fontsize=8, loc="upper left")
+        bottom.set_xlabel("confidence (max softmax)")
+        bottom.set_ylabel("share of pixels")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -26,7 +26,8 @@ from aiblib.paths import ROOT_VARIABLE, project_path, project_relative, project_
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-EXPECTED = ["00-prepare-data", "01-train", "02-evaluate-cross-domain", "03-visualize-attention", "04-report"]
+EXPECTED = ["00-prepare-data", "01-train", "02-evaluate-cross-domain", "03-visualize-attention", "04-report",
+            "05-robustness"]
 PARAM_LINE = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*): (?P<type>[^=]+?) = (?P<value>.+?)  # (?P<doc>\S.*)$")
 OPTIONAL_IMPORT = "from typing import Optional"  # the one statement a parameters cell may hold besides parameters
 
@@ -46,7 +47,7 @@ def _parameters(path: Path) -> list[re.Match]:
     return matches
 
 
-def test_the_five_notebooks_exist_in_order():
+def test_the_six_notebooks_exist_in_order():
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
 
 
@@ -111,7 +112,7 @@ def test_01_as_committed_trains_what_make_run_trains():
     """Run as it is, 01's configuration is the embedded default's file (make run NAME=dg-aib), nothing else."""
     cfg = notebook_config(_parameters_namespace("01-train"))
     assert cfg == load_config(ROOT / "params" / "synthetic-dg.yaml", {"name": "dg-aib"})
-    assert (cfg.skip_channels, cfg.aux_channels, cfg.amp, cfg.attention) == (16, 32, "bf16", True)
+    assert (cfg.skip_channels, cfg.aux_channels, cfg.amp, cfg.attention) == (16, 32, "auto", True)
     night = notebook_config(_parameters_namespace("01-train", params_file="params/synthetic-night.yaml",
                                                   name="night-baseline", attention=False))
     assert night == load_config("params/synthetic-night.yaml", {"name": "night-baseline", "attention": False})

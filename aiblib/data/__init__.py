@@ -3,7 +3,7 @@
 ``aiblib.data`` re-exports the public names of :mod:`aiblib.data.facts`,
 :mod:`aiblib.data.files` and :mod:`aiblib.data.datasets`. The transforms and the synthetic
 generator are imported by their own paths: :mod:`aiblib.data.transforms`,
-:mod:`aiblib.data.synth`.
+:mod:`aiblib.data.synth`; so are the corruptions of notebook 05, :mod:`aiblib.data.corruptions`.
 """
 
 from __future__ import annotations
