@@ -14,13 +14,16 @@ seeds, NaN with fewer than 2). :func:`plot_comparison` draws the differences wit
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["COLUMNS", "t_interval", "paired_comparison", "plot_comparison"]
+from aiblib.report import collect
+
+__all__ = ["COLUMNS", "t_interval", "paired_comparison", "gather", "plot_comparison"]
 
 COLUMNS = ["protocol", "domain", "baseline_mean", "aibr_mean", "diff_mean", "diff_ci_low", "diff_ci_high", "seeds"]
 
@@ -61,6 +64,15 @@ def paired_comparison(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFr
                          "aibr_mean": float(pairs["aibr"].mean()), "diff_mean": mean, "diff_ci_low": low,
                          "diff_ci_high": high, "seeds": len(pairs)})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def gather(folders: list[Path], confidence: float = 0.95) -> pd.DataFrame | None:
+    """:func:`paired_comparison` of the runs under every folder of ``folders`` that holds
+    ``*/scores.json`` (``make seeds`` writes one per protocol); None when none does."""
+    found = [f for f in folders if any(Path(f).glob("*/scores.json"))]
+    if not found:
+        return None
+    return paired_comparison(pd.concat([collect(f) for f in found], ignore_index=True), confidence)
 
 
 def plot_comparison(table: pd.DataFrame, title: str = ""):

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["write_scores", "per_class_table", "collect", "summarize", "plot_beta", "markdown", "markdown_table",
-           "plot_corruptions", "plot_reliability"]
+           "plot_corruptions", "plot_reliability", "robustness_tables"]
 
 GROUP = ["protocol", "depth", "method", "beta"]
 
@@ -226,3 +226,15 @@ def plot_reliability(bins: pd.DataFrame, scores: pd.DataFrame, *, title: str = "
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def robustness_tables(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """What ``05-robustness`` wrote in ``folder``, for the report: mIoU per protocol, method and severity
+    averaged over the corruptions (severity 0 = clean), and the uncertainty scores; None before 05 ran."""
+    corruptions, uncertainty = Path(folder) / "corruptions.csv", Path(folder) / "uncertainty.csv"
+    if not corruptions.is_file() or not uncertainty.is_file():
+        return None
+    table = pd.read_csv(corruptions)
+    means = table.pivot_table(index=["protocol", "method"], columns="severity", values="mIoU", aggfunc="mean")
+    means.columns = [f"severity {c}" for c in means.columns]
+    return means.reset_index(), pd.read_csv(uncertainty)
