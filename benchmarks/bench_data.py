@@ -1,7 +1,16 @@
 """Data benchmarks: generator speed, loader + training-transform throughput, class frequencies,
-and (``--gap``) the synthetic domain gap seen by a small CNN.
+(``--gap``) the synthetic domain gap seen by a small CNN, and (``--pipeline``, alone) the training
+pipeline per worker at Cityscapes size.
 
     flock /tmp/aibr-cpu.lock .venv/bin/python benchmarks/bench_data.py [--gap] [--out DIR]
+    flock /tmp/aibr-cpu.lock .venv/bin/python benchmarks/bench_data.py --pipeline
+
+``--pipeline``: 2048x1024 PNGs (the synthetic generator's; its files, ~3.6 MB, are larger than
+Cityscapes' ~2 MB, so decoding is if anything slower here), one thread as in a DataLoader worker, each step
+timed in alternating rounds: image decode with torchvision.io (what :mod:`aiblib.data.files` uses)
+and with PIL, label decode, the training transform (random resize, crop, flip, photometric
+distortion, pad, normalize), and the whole dataset item. Images/s per worker = 1 / item seconds;
+workers for 20 images/s = ceil(20 / that), each worker on its own core.
 
 Prints markdown tables (sizes as HxW). Everything is written under a temporary folder unless
 ``--root`` names an existing prepared synthetic root (then the frequency table and the gap
@@ -12,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import sys
 import tempfile
 import time
@@ -21,11 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
 from aiblib.data import CLASSES, IGNORE_INDEX, NUM_CLASSES, build_dataset, synth
 from aiblib.data import transforms as T
+from aiblib.data.files import decode_image, decode_label
 from aiblib.metrics import confusion_matrix, metrics_from_confusion
 from aiblib.prepare import prepare
 
@@ -66,6 +79,44 @@ def bench_loader(root: Path, base: tuple[int, int], crop: tuple[int, int], worke
     seconds = time.perf_counter() - start
     return {"image": f"{base[0]}x{base[1]}", "crop": f"{crop[0]}x{crop[1]}", "workers": workers,
             "images_per_s": seen / seconds, "ms_per_image": 1000 * seconds / seen}
+
+
+def _pil_decode(path: Path) -> torch.Tensor:
+    with Image.open(path) as im:
+        return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).contiguous()
+
+
+def bench_pipeline(tmp: Path, n: int = 6, rounds: int = 3) -> list[dict]:
+    """Per-worker timings of the Cityscapes-size training pipeline (see the module docstring):
+    rows ``{step, value, unit}``."""
+    torch.set_num_threads(1)
+    root = tmp / "cs-1024x2048"
+    synth.generate(root, n_train=n, n_val=0, size=(1024, 2048), seed=0, domains=("cityscapes",), workers=1)
+    prepare(root, verbose=False, splits=("train",))
+    transform = T.train_transform(crop_size=(512, 1024), base_size=(1024, 2048))
+    ds = build_dataset("cityscapes", root, "train", transform)
+    pairs = [(ds.files[i][0], ds.files[i][1]) for i in range(len(ds))]
+    decoded = [(decode_image(a), decode_label(b)) for a, b in pairs]
+    steps = {"decode image (torchvision.io)": lambda i: decode_image(pairs[i][0]),
+             "decode image (PIL)": lambda i: _pil_decode(pairs[i][0]),
+             "decode label (torchvision.io)": lambda i: decode_label(pairs[i][1]),
+             "training transform": lambda i: transform(*decoded[i]),
+             "dataset item (decode + transform)": lambda i: ds[i]}
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    torch.manual_seed(0)
+    for _ in range(rounds):
+        for i in range(len(pairs)):
+            for step, fn in steps.items():
+                start = time.perf_counter()
+                fn(i)
+                times[step].append(time.perf_counter() - start)
+    item = statistics.median(times["dataset item (decode + transform)"])
+    mb = statistics.mean(p[0].stat().st_size for p in pairs) / 2**20
+    rows = [{"step": "image PNG size", "value": mb, "unit": "MiB"}]
+    rows += [{"step": step, "value": 1000 * statistics.median(v), "unit": "ms"} for step, v in times.items()]
+    rows += [{"step": "images/s per worker", "value": 1 / item, "unit": "images/s"},
+             {"step": "workers for 20 images/s", "value": math.ceil(20 * item), "unit": "workers (one core each)"}]
+    return rows
 
 
 def class_frequencies(root: Path) -> dict[str, np.ndarray]:
@@ -145,7 +196,14 @@ def main() -> None:
     parser.add_argument("--gap", action="store_true", help="also run the domain-gap experiment")
     parser.add_argument("--gap-iters", type=int, default=400)
     parser.add_argument("--out", default="", help="write results.json here")
+    parser.add_argument("--pipeline", action="store_true", help="only the Cityscapes-size per-worker pipeline table")
     args = parser.parse_args()
+    if args.pipeline:
+        with tempfile.TemporaryDirectory(prefix="aibr-bench-pipeline-") as tmpdir:
+            rows = bench_pipeline(Path(tmpdir))
+        print("## Training pipeline per worker, 2048x1024 PNG -> 512x1024 crop (1 thread; median ms per image)\n")
+        print(table(rows, ["step", "value", "unit"], {"value": "{:.1f}"}))
+        return
     torch.set_num_threads(2)
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="aibr-bench-data-") as tmpdir:

@@ -7,9 +7,13 @@ import math
 import pytest
 import torch
 
+import torch.nn.functional as F
+
 from aiblib.model.attention import kl_bits
 from aiblib.model.backbone import ResNetV1c
+from aiblib.model.heads import constant_map_conv
 from aiblib.model import ModelConfig, build_model
+from aiblib.model.segmentor import multisample_strategy
 
 TINY = dict(depth=18, aspp_channels=32, skip_channels=8, aux_channels=16)
 
@@ -108,16 +112,135 @@ def test_seeded_sampler_is_reproducible():
     assert not torch.equal(a["masks"], c["masks"])
 
 
-def test_batched_samples_equal_the_loop():
-    model = tiny().eval()
-    x = torch.randn(2, 3, 64, 64)
+def trained_like(**kw) -> torch.nn.Module:
+    """A tiny model whose BatchNorms hold random statistics and affines and whose classifiers give
+    logits of order 1-10 (fresh ones give ~0.01), so that a misplaced BN or scale would show."""
+    model = tiny(**kw)
+    gen = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=gen) * 0.2)
+            m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(c, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(c, generator=gen) * 0.2)
+    for conv in (model.decode_head.conv_seg, model.aux_head.conv_seg):
+        conv.weight.data.normal_(0.0, 1.0, generator=gen)
+    return model
+
+
+def assert_logits_match(actual: torch.Tensor, expected: torch.Tensor, tol: float = 1e-5) -> None:
+    """The fp32 equality rule: max |actual - expected| <= tol * max |expected| (absolute, at the logits' scale)."""
+    assert actual.shape == expected.shape
+    err = (actual - expected).abs().max().item()
+    scale = expected.abs().max().item()
+    assert scale > 0.5 and err <= tol * scale, f"max abs difference {err:.3g} > {tol} x {scale:.3g}"
+
+
+@pytest.mark.parametrize("strategy", ["looped", "batched"])
+@pytest.mark.parametrize("kw", [{}, {"output_stride": 16}, {"mean_mask": True}])
+def test_fast_strategies_give_the_reference_logits(strategy, kw):
+    model = trained_like(**kw).eval()
+    x = torch.randn(2, 3, 64, 96)
     with torch.no_grad():
-        batched = model(x, samples=4, generator=torch.Generator().manual_seed(3))
-        looped = model(x, samples=4, generator=torch.Generator().manual_seed(3), batched=False)
-    torch.testing.assert_close(batched["sample_logits"], looped["sample_logits"], rtol=0, atol=1e-6)
-    torch.testing.assert_close(batched["out"], looped["out"], rtol=0, atol=1e-6)
-    # masks differ between samples, so the samples really differ
-    assert not torch.allclose(batched["sample_logits"][0], batched["sample_logits"][1])
+        ref = model(x, samples=3, generator=torch.Generator().manual_seed(3), strategy="reference")
+        out = model(x, samples=3, generator=torch.Generator().manual_seed(3), strategy=strategy)
+    torch.testing.assert_close(out["masks"], ref["masks"], rtol=0, atol=0)
+    assert_logits_match(out["out"], ref["out"])
+    if not kw.get("mean_mask"):
+        assert_logits_match(out["sample_logits"], ref["sample_logits"])
+        # masks differ between samples, so the samples really differ
+        assert (ref["sample_logits"][0] - ref["sample_logits"][1]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("strategy", ["looped", "batched"])
+def test_fast_strategies_train_like_the_reference(strategy):
+    """One sample (training's default): same outputs, same KL and the same gradients for every parameter."""
+    x, grads = torch.randn(2, 3, 64, 64), {}
+    outs = {}
+    for name in ("reference", strategy):
+        model = trained_like(dropout=0.0).train()
+        out = model(x, generator=torch.Generator().manual_seed(5), strategy=name)
+        (out["out"].square().mean() + out["aux"].square().mean() + out["kl"]).backward()
+        outs[name] = out
+        grads[name] = {k: p.grad for k, p in model.named_parameters()}
+    for key in ("out", "aux"):
+        assert_logits_match(outs[strategy][key].detach(), outs["reference"][key].detach())
+    torch.testing.assert_close(outs[strategy]["kl"], outs["reference"]["kl"], rtol=1e-6, atol=0)
+    for k, g in grads["reference"].items():
+        assert_logits_match(grads[strategy][k], g, tol=1e-4) if g.abs().max() > 0.5 else \
+            torch.testing.assert_close(grads[strategy][k], g, rtol=1e-4, atol=1e-5 * max(1.0, g.abs().max().item()))
+
+
+def test_looped_training_with_several_samples_keeps_batchnorm_per_sample():
+    """train_samples > 1: the reference normalises each sample's batch on its own; looped does too."""
+    x = torch.randn(2, 3, 64, 64)
+    outs = {}
+    for name in ("reference", "looped"):
+        model = trained_like(dropout=0.0, train_samples=2).train()
+        outs[name] = model(x, generator=torch.Generator().manual_seed(5), strategy=name)
+    for key in ("out", "aux"):
+        assert_logits_match(outs["looped"][key].detach(), outs["reference"][key].detach())
+
+
+def test_channels_last_gives_the_fp32_logits():
+    model = trained_like().eval()
+    x = torch.randn(1, 3, 64, 96)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        ref = model(x, samples=2, generator=gen, strategy="reference")["out"]
+        model.to(memory_format=torch.channels_last)
+        out = model(x.contiguous(memory_format=torch.channels_last), samples=2,
+                    generator=torch.Generator().manual_seed(3))["out"]
+    assert_logits_match(out, ref)
+
+
+def test_bf16_logits_stay_close():
+    """bf16 autocast is not an fp32 path: its logits agree to about 1e-2 of their scale."""
+    model = trained_like().eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        ref = model(x, samples=2, generator=torch.Generator().manual_seed(3), strategy="reference")["out"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x, samples=2, generator=torch.Generator().manual_seed(3))["out"]
+    assert out.dtype == torch.bfloat16
+    assert_logits_match(out.float(), ref, tol=5e-2)
+
+
+@pytest.mark.slow
+def test_compiled_model_gives_the_fp32_logits():
+    model = trained_like().eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        ref = model(x, samples=2, generator=torch.Generator().manual_seed(3), strategy="reference")["out"]
+        out = torch.compile(model)(x, samples=2, generator=torch.Generator().manual_seed(3))["out"]
+    assert_logits_match(out, ref)
+
+
+@pytest.mark.parametrize("size, padding, dilation", [((5, 7), (1, 1), (1, 1)), ((6, 4), (2, 2), (2, 2)),
+                                                     ((3, 9), (0, 1), (1, 3))])
+def test_constant_map_conv_equals_the_convolution_of_the_map(size, padding, dilation):
+    v, w = torch.randn(2, 6, 1, 1), torch.randn(4, 6, 3, 3)
+    expected = F.conv2d(v.expand(2, 6, *size), w, padding=padding, dilation=dilation)
+    got = constant_map_conv(v, w, size, padding=padding, dilation=dilation)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    for fmt in (torch.contiguous_format, torch.channels_last):      # accumulated in place into ``out``
+        base = torch.randn(expected.shape).contiguous(memory_format=fmt)
+        out = base.clone(memory_format=torch.preserve_format)
+        assert constant_map_conv(v, w, size, padding=padding, dilation=dilation, out=out) is out
+        torch.testing.assert_close(out, base + expected, rtol=1e-5, atol=1e-5)
+
+
+def test_multisample_rule_and_config():
+    assert multisample_strategy("auto", torch.device("cpu"), positions=2 * 32 * 64) == "looped"
+    assert multisample_strategy("auto", torch.device("cpu"), positions=16 * 32) == "batched"
+    assert multisample_strategy("auto", torch.device("cuda", 0), positions=2 * 32 * 64) == "batched"
+    assert multisample_strategy("reference", torch.device("cpu")) == "reference"
+    assert ModelConfig().multisample == "auto"
+    with pytest.raises(ValueError, match="multisample"):
+        ModelConfig(multisample="sideways")
+    with pytest.raises(ValueError, match="strategy"):
+        tiny().eval()(torch.randn(1, 3, 32, 32), strategy="sideways")
 
 
 def test_attention_off_is_plain_deeplabv3plus():

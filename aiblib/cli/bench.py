@@ -1,12 +1,15 @@
-"""``python -m aiblib bench``: the performance table the README quotes.
+"""``python -m aiblib bench``: the performance table the README quotes, one table.
 
-Training step (forward, loss, backward, SGD step) time and images/s, peak memory (CUDA peak
-allocated, or this process's peak resident memory on the CPU), and eval-mode inference
-images/s at the test size with n attention samples; attention on and off; fp32, bf16
-autocast and channels_last. For example::
+For each depth and attention setting, every mode of :mod:`aiblib.bench` (``reference``: the
+reference's execution; fp32 eager with the default and the other multi-sample strategy; bf16
+autocast; channels_last; torch.compile) timed side by side in alternating rounds: training
+step (forward, loss, backward, SGD step) time and images/s, inference images/s at the test size
+with n attention samples, the memory each call adds at its peak, achieved GFLOP/s as a fraction
+of a large matmul's, and the time against the reference's. Without attention the strategies are
+the same computation, so only fp32, bf16, channels_last and compiled are run. For example::
 
-    flock /tmp/aibr-cpu.lock python -m aiblib bench --depths 18 50 --crop 256x512 --test-size 512x1024
-    python -m aiblib bench --device cuda --depths 50 101 --crop 512x1024 --test-size 1024x2048
+    flock /tmp/aibr-cpu.lock python -m aiblib bench --depths 18 --attention on --test-size 256x512
+    python -m aiblib bench --device cuda --depths 50 --crop 512x1024 --test-size 1024x2048
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from aiblib.bench import bench_row, format_rows
+from aiblib.bench import MODES, compare_modes, default_modes, format_table
 from aiblib.cli.common import command, fail, parse_size
 from aiblib.model import ModelConfig
 
-MODES = ("fp32", "bf16", "channels_last")
+SAME_WITHOUT_ATTENTION = ("reference", "looped", "batched")   # one computation when there is no mask
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,21 +37,22 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m aiblib bench",
-        description="Training step time, images/s and peak memory; inference images/s at the test size with n "
-                    "samples; attention on/off; fp32, bf16 autocast and channels_last where the device has them.")
+        description="One table: training step and inference time, images/s, added peak memory and GFLOP/s "
+                    "(fraction of a matmul's) per mode, timed side by side against the reference's execution.")
     parser.add_argument("--depths", type=int, nargs="+", default=[18, 50])
     parser.add_argument("--crop", default="256x512", metavar="HxW", help="training crop HxW (default 256x512)")
-    parser.add_argument("--batch", type=int, default=2, help="training batch (default 2)")
+    parser.add_argument("--batch", type=int, default=2, help="training and inference batch (default 2)")
     parser.add_argument("--test-size", default="512x1024", metavar="HxW", help="inference size HxW (default 512x1024)")
     parser.add_argument("--samples", type=int, default=4, help="attention samples at inference (default 4)")
     parser.add_argument("--attention", choices=("on", "off", "both"), default="both")
     parser.add_argument("--modes", nargs="+", choices=MODES,
-                        default=None, help="default: fp32 bf16 channels_last (bf16 dropped where the GPU lacks it)")
+                        default=None, help="default: reference fp32, the other strategy, bf16 channels_last compiled "
+                                           "(bf16 dropped where the GPU lacks it)")
     parser.add_argument("--output-stride", type=int, default=8, choices=(8, 16))
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds (compiled modes get at least 1)")
+    parser.add_argument("--iters", type=int, default=3, help="timed rounds; each runs every mode once")
     parser.add_argument("--narrow", action="store_true", help="CPU-sized heads (aspp 128, skip 24, aux 64)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     return parser
@@ -74,6 +78,15 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _modes(args: argparse.Namespace, device: torch.device, attention: bool) -> list[str]:
+    modes = list(args.modes or default_modes(device, args.batch, args.test_size, args.output_stride))
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        modes = [m for m in modes if m != "bf16"]
+    if not attention:
+        modes = [m for m in modes if m not in SAME_WITHOUT_ATTENTION] or ["fp32"]
+    return modes
+
+
 @command
 def main(argv: list[str]) -> int:
     try:
@@ -83,25 +96,25 @@ def main(argv: list[str]) -> int:
     device = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) or args.device == "cuda" else "cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
-    modes = args.modes or list(MODES)
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        modes = [m for m in modes if m != "bf16"]
     attentions = {"on": [True], "off": [False], "both": [True, False]}[args.attention]
     widths = dict(aspp_channels=128, skip_channels=24, aux_channels=64) if args.narrow else {}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# aiblib bench on {name}, torch {torch.__version__}; output stride {args.output_stride}; "
-          f"median of {args.iters} after {args.warmup} warm-up", flush=True)
+          f"median of {args.iters} alternating rounds after {args.warmup} warm-up", flush=True)
     rows = []
     for depth in args.depths:
         for attention in attentions:
-            for mode in modes:
-                rows.append(bench_row(depth=depth, attention=attention, mode=mode, crop=args.crop, batch=args.batch,
-                                      test_size=args.test_size, samples=args.samples, device=device,
-                                      output_stride=args.output_stride, warmup=args.warmup, iters=args.iters,
-                                      widths=widths))
-                print(format_rows(rows[-1:]).splitlines()[-1] if len(rows) > 1 else format_rows(rows), flush=True)
+            rows += compare_modes(depth=depth, attention=attention, modes=_modes(args, device, attention),
+                                  crop=args.crop, batch=args.batch, test_size=args.test_size, samples=args.samples,
+                                  device=device, output_stride=args.output_stride, warmup=args.warmup,
+                                  iters=args.iters, widths=widths)
+            print(f"# R{depth} attention {'on' if attention else 'off'} done", flush=True)
+    peaks = {("bf16" if r["mode"] == "bf16" else "fp32"): r["peak_flop_s"] / 1e9 for r in rows}
+    print("# matmul peak GFLOP/s (same rounds): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(peaks.items())))
+    print("# +MiB: memory a call adds at its peak above what was in use before it; "
+          "time vs reference: median of per-round ratios")
     print()
-    print(format_rows(rows))
+    print(format_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0

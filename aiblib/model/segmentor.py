@@ -13,9 +13,34 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from aiblib.model.attention import AIBAttention
+from aiblib.model.attention import AIBAttention, modulate
 from aiblib.model.backbone import ARCH, STRIDES, ResNetV1c
 from aiblib.model.heads import DeepLabV3PlusHead, FCNHead
+
+
+# how the decode head runs n attention samples (ModelConfig.multisample; see multisample_strategy)
+MULTISAMPLE = ("auto", "looped", "batched", "reference")
+
+
+# on the CPU, 'auto' loops over the samples from this many c4 positions per sample (B * h * w) up
+LOOP_FROM_POSITIONS = 2048
+
+
+def multisample_strategy(strategy: str, device: torch.device, positions: int = LOOP_FROM_POSITIONS) -> str:
+    """The one rule for ``multisample='auto'``, from measurements on the CPU (benchmarks/RESULTS.md).
+
+    On the CPU: 'looped' (the sample-independent work once, then one sample at a time: the least
+    memory and 3-5 % faster than 'batched' from 256x512 up) when one sample's batch has at least
+    :data:`LOOP_FROM_POSITIONS` c4 positions (``positions`` = B * h * w), else 'batched' (one call on
+    all n*B rows: fewer, larger operations win on small inputs). On other devices (CUDA): 'batched'
+    (one larger call keeps a GPU busier; not measured here - ``python -m aiblib bench`` prints both).
+    Any other value is returned as it is.
+    """
+    if strategy != "auto":
+        return strategy
+    if torch.device(device).type == "cpu":
+        return "looped" if positions >= LOOP_FROM_POSITIONS else "batched"
+    return "batched"
 
 
 def _key(default: Any, doc: str) -> Any:
@@ -39,6 +64,10 @@ class ModelConfig:
     train_samples: int = _key(1, "attention masks sampled per image in training")
     test_samples: int = _key(4, "attention masks sampled per image at test time (logits averaged)")
     mean_mask: bool = _key(False, "use the attention mean mu as the mask (no sampling, one sample)")
+    multisample: str = _key("auto", "how the head runs the attention samples (same logits up to rounding): "
+                                    "looped, batched (one call on n*B rows), reference (every stage repeated, "
+                                    "plain head per sample), auto = looped on CPU from 2048 c4 positions per "
+                                    "sample (256x512 at output stride 8) up, else batched")
     aspp_channels: int = _key(512, "ASPP / decoder width")
     skip_channels: int = _key(48, "c1 skip projection width")
     aux_channels: int = _key(256, "auxiliary FCN head width (0 = no auxiliary head)")
@@ -65,6 +94,7 @@ class ModelConfig:
             "skip_channels": (self.skip_channels >= 1, ">= 1"),
             "aux_channels": (self.aux_channels >= 0, ">= 0 (0: no auxiliary head)"),
             "dropout": (0.0 <= self.dropout < 1.0, "in [0, 1)"),
+            "multisample": (self.multisample in MULTISAMPLE, f"one of {', '.join(MULTISAMPLE)}"),
         }
         for key, (ok, expected) in checks.items():
             if not ok:
@@ -109,7 +139,7 @@ class AIBRSegmentor(nn.Module):
         return self.config.train_samples if self.training else self.config.test_samples
 
     def forward(self, images: Tensor, *, samples: int | None = None, generator: torch.Generator | None = None,
-                batched: bool = True) -> dict[str, Tensor]:
+                strategy: str | None = None) -> dict[str, Tensor]:
         """Run the network.
 
         Args:
@@ -117,8 +147,11 @@ class AIBRSegmentor(nn.Module):
             samples: masks per image (default: ``train_samples`` in training, ``test_samples`` in eval;
                 always 1 with ``mean_mask`` or without attention).
             generator: ``torch.Generator`` for the sampling noise (reproducible sampling).
-            batched: run the heads once on the stacked ``n*B`` batch (default); False runs them per
-                sample in a Python loop, as the reference does (for comparison and benchmarks).
+            strategy: how the heads run the samples, one of :data:`MULTISAMPLE` (default: the config's
+                ``multisample``; 'auto' is resolved by :func:`multisample_strategy` for the images' device
+                and size).
+                All give the same outputs up to fp32 rounding, except that in training with n > 1
+                'batched' takes BatchNorm statistics over all n*B rows and the others per sample.
 
         Returns a dict:
             ``out`` (B, K, H/4, W/4) logits averaged over samples (not upsampled);
@@ -130,23 +163,39 @@ class AIBRSegmentor(nn.Module):
         b = images.shape[0]
         feats = self.backbone(images)
         n = self.num_samples(samples)
+        c1, _, c3, c4 = feats
+        how = multisample_strategy(strategy or self.config.multisample, images.device, b * c4.shape[-2] * c4.shape[-1])
+        if how not in MULTISAMPLE[1:]:
+            raise ValueError(f"strategy must be one of {', '.join(MULTISAMPLE)}, got {how!r}")
         out: dict[str, Tensor] = {}
-        if self.attention is not None:
+        if self.attention is None:
+            logits = self.decode_head(c1, c4)
+        elif how == "reference":
             feats, stats = self.attention(feats, samples=n, mean_mask=self.config.mean_mask, generator=generator)
             out.update(stats)
-        c1, _, c3, c4 = feats
-        if batched or n == 1:
-            logits = self.decode_head(c1, c4)
+            c1, _, c3, c4 = feats
+            logits = torch.cat([self.decode_head(c1[s * b:(s + 1) * b], c4[s * b:(s + 1) * b]) for s in range(n)])
         else:
-            logits = torch.cat([self.decode_head(c1[i * b:(i + 1) * b], c4[i * b:(i + 1) * b]) for i in range(n)])
+            out.update(self.attention.stats(feats, samples=n, mean_mask=self.config.mean_mask, generator=generator))
+            logits = self.decode_head.forward_masked(c1, c4, out["masks"], batched=how == "batched")
         logits = logits.view(n, b, *logits.shape[1:])
         out["out"] = logits.mean(0)
         if n > 1:
             out["sample_logits"] = logits
         if self.training and self.aux_head is not None:
-            aux = self.aux_head(c3)
-            out["aux"] = aux.view(n, b, *aux.shape[1:]).mean(0)
+            if self.attention is not None and how != "reference":   # c3 is not modulated yet
+                c3 = modulate(c3, out["masks"])
+            out["aux"] = self._aux(c3, b, batched=how == "batched")
         return out
+
+    def _aux(self, c3: Tensor, b: int, *, batched: bool) -> Tensor:
+        """Auxiliary logits (B, K, h3, w3) averaged over samples, from c3 modulated (n*B, C3, h3, w3)."""
+        n = c3.shape[0] // b
+        if batched or n == 1:
+            aux = self.aux_head(c3)
+        else:
+            aux = torch.cat([self.aux_head(c3[s * b:(s + 1) * b]) for s in range(n)])
+        return aux.view(n, b, *aux.shape[1:]).mean(0)
 
 
 def build_model(cfg: ModelConfig | dict[str, Any]) -> AIBRSegmentor:

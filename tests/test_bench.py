@@ -1,0 +1,46 @@
+"""The performance table's rows: modes, strategies, FLOP counts (no timing assertions)."""
+
+from __future__ import annotations
+
+import torch
+
+from aiblib.bench import compare_modes, count_flops, default_modes, format_table
+from aiblib.model import ModelConfig, build_model
+
+TINY = dict(aspp_channels=32, skip_channels=8, aux_channels=16)
+
+
+def test_compare_modes_rows_and_flops():
+    rows = compare_modes(depth=18, attention=True, modes=["reference", "looped", "batched", "bf16"], crop=(32, 64),
+                         batch=2, test_size=(64, 64), samples=3, device=torch.device("cpu"), output_stride=16,
+                         warmup=0, iters=1, widths=TINY)
+    by_mode = {r["mode"]: r for r in rows}
+    assert [r["strategy"] for r in rows] == ["reference", "looped", "batched", "batched"]  # 2 x 4 x 4 positions: small
+    ref = by_mode["reference"]
+    assert ref["train_vs_ref"] == 1.0 and ref["infer_vs_ref"] == 1.0 and ref["samples"] == 3
+    for mode in ("looped", "batched"):
+        # the sample-independent work runs once: fewer FLOPs than the reference's, for the same logits
+        assert 0 < by_mode[mode]["infer_flops"] < ref["infer_flops"]
+        assert 0 < by_mode[mode]["train_flops"] < ref["train_flops"]
+    assert by_mode["looped"]["infer_flops"] == by_mode["batched"]["infer_flops"]
+    assert by_mode["bf16"]["peak_flop_s"] != ref["peak_flop_s"]       # measured against the bf16 matmul
+    table = format_table(rows).splitlines()
+    assert len(table) == 2 + 4 and "| cpu | R18 | on | reference | 32x64 x 2 | reference |" in table[2]
+    assert "1.00x / 1.00x" in table[2] and "(3)" in table[3]
+
+
+def test_default_modes_put_the_other_strategy_next_to_the_default():
+    cpu = torch.device("cpu")
+    assert default_modes(cpu, 2, (256, 512)) == ["reference", "fp32", "batched", "bf16", "channels_last", "compiled"]
+    assert default_modes(cpu, 1, (64, 128))[:3] == ["reference", "fp32", "looped"]
+    assert default_modes(torch.device("cuda"), 2, (256, 512))[:3] == ["reference", "fp32", "looped"]
+
+
+def test_count_flops_counts_the_convolutions():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(depth=18, attention=False, **TINY)).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        flops = count_flops(lambda: model(x))
+    stem = 2 * 3 * 32 * 9 * 16 * 16                     # the first conv alone: 3->32, 3x3, at 16x16
+    assert flops > 100 * stem
