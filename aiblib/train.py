@@ -174,6 +174,9 @@ def _set_up(cfg: Config, proc: Process, run_dir: Path, checkpoint: dict | None, 
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
     model, bn_kind = place_model(model, cfg, proc, channels_last)
+    if per_process < 2 and bn_kind == "BatchNorm":  # the image-pooling BatchNorm sees one value per channel
+        raise ValueError(f"images_per_iteration {cfg.images_per_iteration} over {proc.world_size} processes is 1 image "
+                         "per process, which plain BatchNorm cannot train on: give each process 2 or more")
     optimizer = make_optimizer(model, cfg)
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])

@@ -378,7 +378,8 @@ def test_sigterm_to_torchrun_stops_both_ranks_after_the_same_iteration_and_the_r
     last = run / "checkpoints" / "last.pth"
     iterations = 8
     torchrun = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node=2", "-m",
-                "aiblib", "train", *as_args(tiny_overrides(synthetic_root, run, iterations=iterations))]
+                "aiblib", "train", *as_args(tiny_overrides(synthetic_root, run, iterations=iterations,
+                                                                images_per_iteration=4))]
     agent = subprocess.Popen(torchrun, env=subprocess_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, start_new_session=True)
     _wait_for(_has_train_record(run), agent, "the first train record")

@@ -185,6 +185,14 @@ def test_missing_pretrained_file_names_the_path(synthetic_root, tmp_path):
         train(cfg)
 
 
+def test_one_image_per_process_with_plain_batchnorm_is_one_clear_line(synthetic_root, tmp_path):
+    from aiblib.train import train
+
+    cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "run", images_per_iteration=1))
+    with pytest.raises(ValueError, match="1 image per process, which plain BatchNorm cannot train on"):
+        train(cfg)
+
+
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_path, monkeypatch):
     import aiblib.train
     from aiblib.train import NonFiniteLossError, train
