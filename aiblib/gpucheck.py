@@ -26,9 +26,10 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from aiblib.bench import bench_row, release_memory
@@ -39,6 +40,7 @@ from aiblib.inference import forward, noise_generator
 from aiblib.launch import launch
 from aiblib.model import ModelConfig, build_model
 from aiblib.prepare import prepare
+from aiblib.report import markdown_table
 from aiblib.runlog import read_log
 from aiblib.train import train
 
@@ -203,15 +205,15 @@ def run_gpu_check(plan: Plan) -> dict:
     result["data"] = make_data(plan)
     result["training"] = training(plan)
     result["distributed"] = distributed(plan)
-    result["resume"] = resume(replace(plan, iterations=plan.iterations))
+    result["resume"] = resume(plan)
     result["logits"] = logits(plan)
     result["modes"] = modes(plan)
     return result
 
 
 def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+    """Rows of formatted cells as a markdown table (:func:`aiblib.report.markdown_table`)."""
+    return markdown_table(pd.DataFrame(rows, columns=header))
 
 
 def format_report(result: dict) -> str:
