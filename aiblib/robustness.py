@@ -41,7 +41,7 @@ from aiblib.config import Config
 from aiblib.data import build_dataset
 from aiblib.data.corruptions import CorruptedDataset, check_corruptions
 from aiblib.data.transforms import test_transform
-from aiblib.evaluate import score_dataset
+from aiblib.evaluate import score_dataset, test_pipeline
 from aiblib.inference import forward, noise_generator, uncertainty
 from aiblib.metrics import class_names
 from aiblib.paths import project_path
@@ -110,7 +110,7 @@ def score_corruptions(runs: Runs, *, protocol: str, domain: str, corruptions: li
     dataset, split = split_target(domain)
     raw = build_dataset(dataset, cfg.data_root, split)
     raw = Subset(raw, first_images(len(raw), max_images))
-    transform = test_transform(base_size=tuple(cfg.base_size))
+    transform = test_pipeline(cfg)  # score_dataset applies cfg's TTA, which needs the original size
     levels = sorted({s for s in severities if s > 0})
 
     def miou(corruption: str, severity: int) -> dict[str, float]:
