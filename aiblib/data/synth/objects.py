@@ -63,8 +63,10 @@ def pole(s: Scene, x: float, z: float, side: int, force: set[str]) -> None:
     """A pole carrying a traffic light, a traffic sign or a street lamp (forced classes first)."""
     cam, st, rng = s.cam, s.style, s.rng
     h = float(rng.uniform(4.5, 8.5))
-    w = float(rng.uniform(0.14, 0.26))
-    s.add("pole", cam.front(x - w / 2, x + w / 2, 0, h, z), s.color(st.pole))
+    w = float(rng.uniform(0.18, 0.32))
+    rgb = s.color(st.pole)
+    s.add("pole", cam.front(x - w / 2, x + w / 2, 0, h, z), rgb)
+    s.add(None, cam.front(x - w / 4, x, 0, h, z), shade(rgb, 1.4))  # the lit side of a round pole
     k = cam.scale(z)
     kind = rng.random()
     if "traffic light" in force or kind < 0.3:

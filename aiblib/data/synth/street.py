@@ -202,9 +202,21 @@ def _add_walls_and_fences(s: Scene, outer: float, side: int, force: set[str]) ->
             wx = outer + side * 0.1
             hh = float(rng.uniform(1.0, 2.4) if label == "wall" else rng.uniform(1.0, 1.8))
             if label == "wall":
-                s.add("wall", s.cam.side(wx, 0, hh, z0, z1), s.pick(s.style.walls))
+                _add_wall(s, wx, hh, z0, z1)
             else:
                 _add_fence(s, wx + side * 0.3, hh, z0, z1)
+
+
+def _add_wall(s: Scene, wx: float, hh: float, z0: float, z1: float) -> None:
+    """A masonry wall: block courses (dark joints every 0.3 m) under a lighter coping, so it does
+    not read as the facade behind it."""
+    rgb = s.pick(s.style.walls)
+    s.add("wall", s.cam.side(wx, 0, hh, z0, z1), rgb)
+    y = 0.3
+    while y < hh - 0.2:
+        s.add(None, s.cam.side(wx, y, y + 0.06, z0, z1), shade(rgb, 0.6))
+        y += 0.3
+    s.add(None, s.cam.side(wx, hh - 0.12, hh, z0, z1), shade(rgb, 1.3))
 
 
 def _add_fence(s: Scene, wx: float, hh: float, z0: float, z1: float) -> None:
