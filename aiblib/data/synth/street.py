@@ -23,6 +23,8 @@ _LENGTHS = {"car": 4.6, "truck": 8, "bus": 12.5, "motorcycle": 2.3, "rider": 2}
 # Probability of each optional kind of traffic (when not forced).
 _TRAFFIC = (("truck", 0.2), ("bus", 0.15), ("motorcycle", 0.3), ("rider", 0.35))
 
+# Walls and fences along a road side: (probability when not forced, height range in m).
+_BARRIERS = {"wall": (0.5, (1.4, 3.0)), "fence": (0.35, (1.0, 1.8))}
 # Objects drawn after the road sides, far to near: (depth, draw).
 Pool = list[tuple[float, Callable[[], None]]]
 
@@ -194,13 +196,13 @@ def _add_facades(s: Scene, facade_x: float, side: int, zfar: float) -> None:
 def _add_walls_and_fences(s: Scene, outer: float, side: int, force: set[str]) -> None:
     """Walls and fences at the outer edge of the sidewalk."""
     rng = s.rng
-    for label in ("wall", "fence"):
-        if label in force or rng.random() < 0.35:
+    for label, (chance, heights) in _BARRIERS.items():
+        if label in force or rng.random() < chance:
             force.discard(label)
             z0 = float(rng.uniform(3, 25))
             z1 = z0 + float(rng.uniform(8, 30))
             wx = outer + side * 0.1
-            hh = float(rng.uniform(1.0, 2.4) if label == "wall" else rng.uniform(1.0, 1.8))
+            hh = float(rng.uniform(*heights))
             if label == "wall":
                 _add_wall(s, wx, hh, z0, z1)
             else:

@@ -16,7 +16,7 @@ from aiblib.data.synth.style import STYLES
 
 DOMAINS: tuple[str, ...] = tuple(FOLDERS)  # cityscapes, bdd100k, nightcity
 SPLITS = ("train", "val")  # the splits a synthetic set has
-VERSION = 2
+VERSION = 3
 CITIES = {"train": ("polyburg", "gridford", "vectorstadt"), "val": ("rasterheim",)}
 MANIFEST = "synth.json"
 
