@@ -100,11 +100,13 @@ def make_data(plan: Plan) -> dict:
 
 
 def _summary(run: Path) -> dict:
-    """images/s (median after the first two iterations), peak memory and losses from a run's log."""
+    """images/s (median after the first two iterations), peak memory (the largest after them: the first
+    records also hold cuDNN's algorithm search and, on CUDA, what ran before the training) and losses
+    from a run's log."""
     records = read_log(run, "train")
     steady = records.iloc[2:] if len(records) > 2 else records
     start = read_log(run, "event").iloc[0]
-    return {"images_per_s": float(steady["images_per_s"].median()), "memory_mb": float(records["memory_mb"].max()),
+    return {"images_per_s": float(steady["images_per_s"].median()), "memory_mb": float(steady["memory_mb"].max()),
             "memory_kind": str(records["memory_kind"].iloc[-1]), "first_loss": float(records["loss"].iloc[0]),
             "last_loss": float(records["loss"].iloc[-1]), "world_size": int(start["world_size"]),
             "batch_norm": str(start["batch_norm"]), "images_per_process": int(start["images_per_process"])}

@@ -10,7 +10,8 @@ import pytest
 import torch
 from conftest import REPO, subprocess_env
 
-from aiblib.gpucheck import cuda_plan, format_report, run_gpu_check, tiny_plan
+from aiblib.gpucheck import _summary, cuda_plan, format_report, run_gpu_check, tiny_plan
+from aiblib.runlog import RunLog
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the check would run")
@@ -21,6 +22,17 @@ def test_without_cuda_the_check_says_so_and_exits_0(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "no CUDA GPU here" in proc.stdout and "nothing was run" in proc.stdout
     assert not out.exists()
+
+
+def test_the_training_summary_reads_speed_and_memory_after_the_first_two_records(tmp_path):
+    # On CUDA the first records' peak also holds cuDNN's algorithm search and what ran before the training.
+    log = RunLog(tmp_path / "log.jsonl", enabled=True)
+    log.write("event", 0, event="start", world_size=1, batch_norm="BatchNorm", images_per_process=8)
+    for i, (speed, memory) in enumerate([(5.0, 90000.0), (50.0, 136000.0), (100.0, 30000.0), (102.0, 31000.0)]):
+        log.write("train", i + 1, loss=2.0 - i / 10, images_per_s=speed, memory_mb=memory, memory_kind="cuda_peak")
+    summary = _summary(tmp_path)
+    assert summary["memory_mb"] == 31000.0 and summary["images_per_s"] == 101.0
+    assert (summary["first_loss"], summary["last_loss"]) == (2.0, 1.7)
 
 
 @pytest.mark.slow
