@@ -13,6 +13,7 @@ seeds, NaN with fewer than 2). :func:`plot_comparison` draws the differences wit
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from scipy import stats
 
 from aiblib.report import collect
 
-__all__ = ["COLUMNS", "t_interval", "paired_comparison", "gather", "plot_comparison"]
+__all__ = ["COLUMNS", "t_interval", "paired_comparison", "gather", "recorded", "plot_comparison"]
 
 COLUMNS = ["protocol", "domain", "baseline_mean", "aibr_mean", "diff_mean", "diff_ci_low", "diff_ci_high", "seeds"]
 
@@ -73,6 +74,21 @@ def gather(folders: list[Path], confidence: float = 0.95) -> pd.DataFrame | None
     if not found:
         return None
     return paired_comparison(pd.concat([collect(f) for f in found], ignore_index=True), confidence)
+
+
+def recorded(results_root: Path) -> pd.DataFrame | None:
+    """The ``comparison.csv`` of every folder under ``results_root`` that ``benchmarks/cuda_seeds.py``
+    wrote (it leaves ``device.json`` beside it), with the ``folder`` and the ``device`` it ran on in front;
+    None when there is none."""
+    tables = []
+    for csv in sorted(Path(results_root).glob("*/comparison.csv")):
+        device = csv.parent / "device.json"
+        if device.is_file():
+            table = pd.read_csv(csv)
+            table.insert(0, "device", json.loads(device.read_text())["device"])
+            table.insert(0, "folder", csv.parent.name)
+            tables.append(table)
+    return pd.concat(tables, ignore_index=True) if tables else None
 
 
 def plot_comparison(table: pd.DataFrame, title: str = ""):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from aiblib.comparison import COLUMNS, paired_comparison, plot_comparison, t_interval
+from aiblib.comparison import COLUMNS, paired_comparison, plot_comparison, recorded, t_interval
 
 
 def test_t_interval_on_known_numbers():
@@ -50,3 +51,17 @@ def test_a_protocol_with_one_method_only_has_no_row():
     table = paired_comparison(runs)
     assert set(table["protocol"]) == {"dg"} and set(table["seeds"]) == {1}
     assert math.isnan(table.iloc[0]["diff_ci_low"])
+
+
+def test_recorded_comparisons_are_those_with_a_device_file(tmp_path):
+    row = {"protocol": "dg", "domain": "cityscapes:val", "baseline_mean": 63.4, "aibr_mean": 62.9, "diff_mean": -0.5,
+           "diff_ci_low": -0.9, "diff_ci_high": -0.1, "seeds": 4}
+    for folder, device in (("seeds-dg-r50-h200", "NVIDIA H200"), ("seeds-dg", None)):
+        (tmp_path / folder).mkdir()
+        pd.DataFrame([row], columns=COLUMNS).to_csv(tmp_path / folder / "comparison.csv", index=False)
+        if device:
+            (tmp_path / folder / "device.json").write_text(json.dumps({"device": device}))
+    table = recorded(tmp_path)
+    assert list(table.columns) == ["folder", "device", *COLUMNS]
+    assert table[["folder", "device", "diff_mean", "seeds"]].values.tolist() == [["seeds-dg-r50-h200", "NVIDIA H200", -0.5, 4]]
+    assert recorded(tmp_path / "seeds-dg") is None
