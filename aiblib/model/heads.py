@@ -64,14 +64,12 @@ class ConvBNReLU(nn.Module):
         """BN and ReLU of an already convolved ``y`` (N, cout, H, W)."""
         return self.activate(self.bn(y))
 
-    def folded(self, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def folded(self) -> tuple[Tensor, Tensor]:
         """The eval-mode BN folded into the conv: ``(weight * scale, shift)`` with scale = gamma /
         sqrt(running_var + eps) and shift = beta - running_mean * scale per output channel, so that
-        ``conv2d(x, w, shift) == bn(conv(x))`` in eval mode. ``weight``: a slice of the conv's input
-        channels (default: all of it), (cout, cin', kh, kw)."""
-        bn = self.bn
+        ``conv2d(x, w, shift) == bn(conv(x))`` in eval mode. The weight is (cout, cin, kh, kw)."""
+        bn, w = self.bn, self.conv.weight
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-        w = self.conv.weight if weight is None else weight
         return w * scale.view(-1, 1, 1, 1).to(w.dtype), bn.bias - bn.running_mean * scale
 
     def forward_folded(self, x: Tensor, fold: bool) -> Tensor:
