@@ -32,6 +32,7 @@ import threading
 import time
 from typing import Callable
 
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -39,6 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from aiblib.losses import segmentation_loss
 from aiblib.model import ModelConfig, build_model
 from aiblib.model.segmentor import multisample_strategy
+from aiblib.report import markdown_table
 from aiblib.runtime import memory_mb, sync
 
 __all__ = ["MODES", "count_parameters", "parameter_counts", "time_call", "PeakMemory", "release_memory",
@@ -336,17 +338,16 @@ def format_table(rows: list[dict]) -> str:
     header = ["device", "depth", "attn", "mode", "crop x batch", "heads", "train step ms", "train img/s",
               "train +MiB", "train GFLOP/s (% peak)", "test size (n)", "infer img/s", "infer +MiB",
               "infer GFLOP/s (% peak)", "time vs reference (train / infer)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
     def util(r: dict, phase: str) -> str:
         rate = r[f"{phase}_flops"] / r[f"{phase}_s"] / 1e9
         return f"{rate:.0f} ({100 * r[f'{phase}_util']:.0f}%)" if r[f"{phase}_flops"] else "-"
 
+    cells = []
     for r in rows:
         vs = "-" if r["train_vs_ref"] is None else f"{r['train_vs_ref']:.2f}x / {r['infer_vs_ref']:.2f}x"
-        cells = [r["device"], f"R{r['depth']}", r["attention"], r["mode"], f"{r['crop']} x {r['batch']}", r["strategy"],
-                 f"{1000 * r['train_s']:.0f}", f"{r['train_img_s']:.2f}", f"{r['train_peak_mb']:.0f}", util(r, "train"),
-                 f"{r['test_size']} ({r['samples']})", f"{r['infer_img_s']:.2f}", f"{r['infer_peak_mb']:.0f}",
-                 util(r, "infer"), vs]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        cells.append([r["device"], f"R{r['depth']}", r["attention"], r["mode"], f"{r['crop']} x {r['batch']}",
+                      r["strategy"], f"{1000 * r['train_s']:.0f}", f"{r['train_img_s']:.2f}", f"{r['train_peak_mb']:.0f}",
+                      util(r, "train"), f"{r['test_size']} ({r['samples']})", f"{r['infer_img_s']:.2f}",
+                      f"{r['infer_peak_mb']:.0f}", util(r, "infer"), vs])
+    return markdown_table(pd.DataFrame(cells, columns=header))
