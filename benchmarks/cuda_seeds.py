@@ -67,7 +67,7 @@ def main() -> None:
     seconds: dict[str, float] = {}
     for seed in args.seeds:
         spent = time.perf_counter() - start
-        pair = max(sum(seconds.values()) / max(len(seconds) / 2, 1), 1.0) if seconds else 0.0
+        pair = sum(seconds.values()) / (len(seconds) // 2) if seconds else 0.0   # the mean of the pairs so far
         if args.budget_s and spent + pair > args.budget_s:
             print(f"seed {seed}: not started ({spent:.0f} s spent, a pair takes about {pair:.0f} s)", flush=True)
             break
@@ -81,16 +81,16 @@ def main() -> None:
 
 def write_comparison(out_root: Path, params: str, seconds: dict[str, float]) -> None:
     """comparison.csv / .png of the runs under ``out_root`` and device.json."""
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
     table = comparison.gather([out_root])
     if table is not None:
         table.to_csv(out_root / "comparison.csv", index=False)
-        fig = comparison.plot_comparison(table, title=f"AIBR - baseline, {Path(params).stem}, "
-                                                       f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}")
+        fig = comparison.plot_comparison(table, title=f"AIBR - baseline, {Path(params).stem}, {device}")
         fig.savefig(out_root / "comparison.png", dpi=90, bbox_inches="tight")
         print(report.markdown_table(table))
-    device = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
-              "torch": torch.__version__, "cuda": torch.version.cuda, "params": params, "seconds": seconds}
-    (out_root / "device.json").write_text(json.dumps(device, indent=1) + "\n")
+    record = {"device": device, "torch": torch.__version__, "cuda": torch.version.cuda, "params": params,
+              "seconds": seconds}
+    (out_root / "device.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
