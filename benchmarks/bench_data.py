@@ -14,7 +14,7 @@ workers for 20 images/s = ceil(20 / that), each worker on its own core.
 
 Prints markdown tables (sizes as HxW). Everything is written under a temporary folder unless
 ``--root`` names an existing prepared synthetic root (then the frequency table and the gap
-experiment use it as is). mIoU is scored with :mod:`aiblib.metrics`.
+experiment use it as is). mIoU is scored with :mod:`aiblib.evaluation.metrics`.
 """
 
 from __future__ import annotations
@@ -36,11 +36,10 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
-from aiblib.data import CLASSES, IGNORE_INDEX, NUM_CLASSES, build_dataset, synth
+from aiblib.data import CLASSES, IGNORE_INDEX, NUM_CLASSES, build_dataset, decode_image, decode_label, synth
 from aiblib.data import transforms as T
-from aiblib.data.files import decode_image, decode_label
-from aiblib.metrics import confusion_matrix, metrics_from_confusion
-from aiblib.prepare import prepare
+from aiblib.evaluation import confusion_matrix, metrics_from_confusion
+from aiblib.tools import prepare
 
 # Share of all pixels per trainId class in Cityscapes gtFine train, as tabulated in
 # github.com/m-birke/automotive-segmentation-datasets (cityscapes.md, "pixel-wise occ [%]").

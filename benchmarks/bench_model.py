@@ -2,7 +2,7 @@
 
 The strategies (reference: every stage repeated and the plain head per sample, as MMSegmentation
 AIBR; looped; batched) are timed in alternating rounds for each depth and inference size, fp32
-eager, training step and inference with n samples (:func:`aiblib.bench.compare_modes`). One thread
+eager, training step and inference with n samples (:func:`aiblib.tools.bench.compare_modes`). One thread
 by default: on a CPU shared with other work, two threads waiting on each other at every operation
 make timings swing several-fold; one thread keeps the ratios steady.
 
@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 import torch
 
-from aiblib.bench import compare_modes, format_table, parameter_counts
-from aiblib.cli.common import parse_size
+from aiblib.cli import parse_size
+from aiblib.tools import compare_modes, format_table, parameter_counts
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ For each seed, the baseline and AIBR are trained with the parameter file (by def
 ``params/synthetic-dg-r50.yaml``: ResNet-50, output stride 8) and scored on its
 ``eval_targets``; each run gets ``OUT/<name>/scores.json`` and ``per_class.csv``, as
 ``make run`` writes them. Then ``OUT/comparison.csv`` and ``OUT/comparison.png`` pair the
-runs by seed (:mod:`aiblib.comparison`), and ``OUT/device.json`` records the card, the
+runs by seed (:mod:`aiblib.reporting.comparison`), and ``OUT/device.json`` records the card, the
 versions and each run's seconds. A seed pair is not started when ``--budget-s`` would not
 hold it (estimated from the pairs before), so a time-limited lease still ends with a table.
 
@@ -21,14 +21,14 @@ from pathlib import Path
 
 import torch
 
-from aiblib import comparison, report
-from aiblib.checkpoint import last_checkpoint
 from aiblib.config import Config, load_config
 from aiblib.data.synth import ensure_generated
-from aiblib.evaluate import evaluate_checkpoint
+from aiblib.evaluation import evaluate_checkpoint
 from aiblib.paths import project_path, project_relative
-from aiblib.prepare import prepare
-from aiblib.train import train
+from aiblib.reporting import comparison, report
+from aiblib.storage import last_checkpoint
+from aiblib.tools import prepare
+from aiblib.training import train
 
 METHODS = (("baseline", False), ("aib", True))
 

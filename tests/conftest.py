@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from aiblib.checkpoint import model_checkpoint, safe_load, save_atomic
 from aiblib.config import Config, load_config
 from aiblib.data.synth import generate
 from aiblib.model import build_model
-from aiblib.prepare import prepare
+from aiblib.storage import model_checkpoint, safe_load, save_atomic
+from aiblib.tools import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 

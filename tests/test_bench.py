@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from aiblib.bench import compare_modes, count_flops, default_modes, format_table
 from aiblib.model import ModelConfig, build_model
+from aiblib.tools import compare_modes, count_flops, default_modes, format_table
 
 TINY = dict(aspp_channels=32, skip_channels=8, aux_channels=16)
 

@@ -9,12 +9,11 @@ import types
 import numpy as np
 import pytest
 import torch
-
 from conftest import to_mmseg_names
 
-from aiblib.checkpoint import Placeholder, init_pretrained, load_model, model_checkpoint, safe_load, save_atomic
 from aiblib.cli.convert import main
 from aiblib.model import ModelConfig, build_model
+from aiblib.storage import Placeholder, init_pretrained, load_model, model_checkpoint, safe_load, save_atomic
 
 TINY = dict(depth=18, aspp_channels=32, skip_channels=8, aux_channels=16)
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")

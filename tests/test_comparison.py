@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aiblib.comparison import COLUMNS, paired_comparison, plot_comparison, recorded, t_interval
+from aiblib.reporting import COLUMNS, paired_comparison, plot_comparison, recorded, t_interval
 
 
 def test_t_interval_on_known_numbers():

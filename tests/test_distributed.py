@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from conftest import REPO, as_args, read_checkpoint, subprocess_env, tiny_overrides
 
-from aiblib.runlog import read_log
+from aiblib.storage import read_log
 
 
 @pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(synthetic_root, tmp_path, capsys, monkeypatch):
     """``launch`` runs ``torchrun --standalone --nproc_per_node=2 -m aiblib train -f ...``."""
     from aiblib.config import load_config
-    from aiblib.launch import launch
+    from aiblib.training import launch
 
     for key, value in subprocess_env().items():
         monkeypatch.setenv(key, value)
@@ -44,10 +44,10 @@ def test_torchrun_evaluation_reduces_the_confusion_matrix(synthetic_root, tmp_pa
     """Two processes score disjoint halves; the reduced result equals one process's."""
     import torch
 
-    from aiblib.checkpoint import model_checkpoint, save_atomic
     from aiblib.config import load_config
-    from aiblib.evaluate import evaluate_checkpoint
+    from aiblib.evaluation import evaluate_checkpoint
     from aiblib.model import build_model
+    from aiblib.storage import model_checkpoint, save_atomic
 
     cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "run"))
     torch.manual_seed(0)

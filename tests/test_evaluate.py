@@ -3,12 +3,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 import pytest
 import torch
 
 # ---------------------------------------------------------------- inference helpers
-from aiblib.inference import predict, uncertainty  # noqa: E402
+from aiblib.evaluation import predict, uncertainty  # noqa: E402
 
 
 class _Pointwise(torch.nn.Module):
@@ -56,14 +55,16 @@ def test_uncertainty_entropy_and_mutual_information():
 # ---------------------------------------------------------------- end to end (tiny model, synthetic data)
 import json  # noqa: E402
 
+from conftest import as_args, tiny_checkpoint, tiny_overrides, to_mmseg_names  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from conftest import as_args, tiny_checkpoint, tiny_overrides, to_mmseg_names  # noqa: E402
-
-from aiblib.config import Config, load_config  # noqa: E402
-from aiblib.evaluate import evaluation_amp  # noqa: E402
 from aiblib.cli.evaluate import main  # noqa: E402
-from aiblib.evaluate import evaluate_checkpoint, score_dataset  # noqa: E402
+from aiblib.config import Config, load_config  # noqa: E402
+from aiblib.evaluation import (  # noqa: E402
+    evaluate_checkpoint,
+    evaluation_amp,  # noqa: E402
+    score_dataset,
+)
 
 
 def test_evaluate_writes_tables_and_exports_at_the_label_size(synthetic_root, tmp_path):
@@ -150,7 +151,7 @@ def test_a_split_with_perfect_predictions_scores_100():
 
 
 def test_evaluate_reads_an_mmsegmentation_checkpoint_directly(synthetic_root, tmp_path):
-    from aiblib.checkpoint import safe_load
+    from aiblib.storage import safe_load
 
     cfg, ckpt = tiny_checkpoint(synthetic_root, tmp_path, mean_mask=True)
     mmseg = tmp_path / "iter_40000.pth"
@@ -163,7 +164,7 @@ def test_evaluate_reads_an_mmsegmentation_checkpoint_directly(synthetic_root, tm
 
 @pytest.mark.parametrize("attention", [True, False])
 def test_image_maps_have_the_requested_size_and_repeat_with_the_seed(attention):
-    from aiblib.inference import image_maps
+    from aiblib.evaluation import image_maps
     from aiblib.model import ModelConfig, build_model
 
     torch.manual_seed(0)
@@ -187,7 +188,7 @@ def test_image_maps_have_the_requested_size_and_repeat_with_the_seed(attention):
 
 
 # ---------------------------------------------------------------- test-time augmentation scales the original image
-from aiblib.evaluate import test_pipeline, tta_enabled  # noqa: E402
+from aiblib.evaluation import test_pipeline, tta_enabled  # noqa: E402
 
 
 class _ShapeRecorder(torch.nn.Module):

@@ -26,15 +26,11 @@ import pytest
 import torch
 from conftest import REPO, TINY, as_args, read_checkpoint, subprocess_env, tiny_overrides
 
-import aiblib.runlog
-import aiblib.storage
-import aiblib.train
 from aiblib.__main__ import main
-from aiblib.checkpoint import verify_checkpoint
 from aiblib.config import load_config
 from aiblib.errors import RunLockedError
-from aiblib.runlock import RunLock, read_lock
-from aiblib.runlog import read_log
+from aiblib.storage import RunLock, atomic, read_lock, read_log, runlog, verify_checkpoint
+from aiblib.training import loop
 
 LAST_WORDS = "run the same command (or notebook) again to resume"
 
@@ -81,7 +77,7 @@ def _train_iterations(run: Path) -> list[int]:
 
 def _signal_at(monkeypatch, call: int, *signals: int) -> None:
     """Send ``signals`` to this process during the loss of step ``call`` (1-based)."""
-    real, calls = aiblib.train.segmentation_loss, {"n": 0}
+    real, calls = loop.segmentation_loss, {"n": 0}
 
     def loss(*args, **kwargs):
         calls["n"] += 1
@@ -90,7 +86,7 @@ def _signal_at(monkeypatch, call: int, *signals: int) -> None:
                 os.kill(os.getpid(), number)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(aiblib.train, "segmentation_loss", loss)
+    monkeypatch.setattr(loop, "segmentation_loss", loss)
 
 
 def _dead_pid() -> int:
@@ -167,7 +163,7 @@ def test_too_little_free_space_refuses_before_writing_and_keeps_the_previous_che
     assert _train(as_args(tiny_overrides(synthetic_root, run, iterations=2))) == 0
     size = last.stat().st_size
     real = shutil.disk_usage
-    monkeypatch.setattr(aiblib.storage.shutil, "disk_usage", lambda path: real(path)._replace(free=2**20))
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda path: real(path)._replace(free=2**20))
     args = as_args(tiny_overrides(synthetic_root, run))
     capsys.readouterr()
 
@@ -231,7 +227,7 @@ def test_a_full_disk_while_writing_the_log_is_one_line_and_the_rerun_ends(synthe
         appends["n"] += "a" in mode
         return FullDisk(file) if appends["n"] == 5 else file  # the start event, iterations 1-3, then full
 
-    monkeypatch.setattr(aiblib.runlog, "open", full_after_four, raising=False)
+    monkeypatch.setattr(runlog, "open", full_after_four, raising=False)
     args = as_args(tiny_overrides(synthetic_root, run))
     assert _train(args) == 2
     assert _error_line(capsys.readouterr().err) == (
@@ -268,7 +264,7 @@ def test_the_lock_names_a_live_holder_and_takes_over_a_dead_ones(tmp_path, capsy
 
 _PAUSED = """
 import os, sys, time
-import aiblib.train as T
+from aiblib.training import loop as T
 from aiblib.__main__ import main
 save = T.save_training_checkpoint
 def save_then_wait(state, ckpt_dir, *, keep_copy):
@@ -327,7 +323,7 @@ def test_ctrl_c_saves_the_step_under_way_and_the_rerun_ends_as_an_unbroken_run(s
     assert _events(run) == ["start", "interrupted"] and _train_iterations(run) == [1, 2, 3] and _stray(run) == []
     monkeypatch.undo()
     assert _train(args) == 0
-    unbroken = aiblib.train.train(load_config(None, tiny_overrides(synthetic_root, tmp_path / "unbroken")))
+    unbroken = loop.train(load_config(None, tiny_overrides(synthetic_root, tmp_path / "unbroken")))
     _same_weights(read_checkpoint(last), read_checkpoint(unbroken / "checkpoints" / "last.pth"))
     assert _events(run) == ["start", "interrupted", "resume", "end"]
     assert _train_iterations(run) == list(range(1, TINY["iterations"] + 1))

@@ -10,8 +10,9 @@ import pytest
 import torch
 from conftest import REPO, subprocess_env
 
-from aiblib.gpucheck import _summary, cuda_plan, format_report, run_gpu_check, tiny_plan
-from aiblib.runlog import RunLog
+from aiblib.storage import RunLog
+from aiblib.tools import cuda_plan, format_report, run_gpu_check, tiny_plan
+from aiblib.tools.gpucheck import _summary
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the check would run")

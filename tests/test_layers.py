@@ -1,33 +1,40 @@
-"""The package is a house with floors: every import points down (or sideways without a cycle).
+"""The package is a house with floors, and each floor is a folder: every import points down.
 
-Floors (README's module table): 1 model, 2 data, 3 losses/metrics/config/checkpoint/runlog/viz,
-4 runtime/inference/evaluate/sampling/trainstats/train/launch, 5 report/prepare/bench,
-6 the command line. The test parses every module, counting imports anywhere in it.
+A package (a folder of aiblib) sits on one floor (README's library table, and its ``__init__``
+says which); its modules may import one another and any package of a lower floor, never a
+package of their own floor or above. Only the ground floor's modules (``errors``, ``paths``)
+and the entry point ``__main__`` lie at the top level: any other module there has no floor and
+fails. From outside a package, names are imported from the package, not from its modules
+(in the library, the notebooks and the benchmarks; the tests may reach into a module to test
+it). The test parses every module, counting imports anywhere in it.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "aiblib"
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "aiblib"
 
-# module name (or package prefix) -> floor; the longest matching prefix wins
+# package or top-level module -> floor; a module is on its package's floor (the longest prefix)
 FLOORS = {
     "aiblib": 0, "aiblib.errors": 0, "aiblib.paths": 0,
     "aiblib.model": 1,
-    "aiblib.data": 2, "aiblib.data.corruptions": 2,
-    "aiblib.losses": 3, "aiblib.metrics": 3, "aiblib.config": 3, "aiblib.checkpoint": 3, "aiblib.runlog": 3,
-    "aiblib.viz": 3, "aiblib.calibration": 3, "aiblib.storage": 3, "aiblib.runlock": 3, "aiblib.rundir": 4, "aiblib.stopping": 4, "aiblib.trainsetup": 4,
-    "aiblib.runtime": 4, "aiblib.inference": 4, "aiblib.evaluate": 4, "aiblib.sampling": 4,
-    "aiblib.trainstats": 4, "aiblib.train": 4, "aiblib.launch": 4, "aiblib.parameters": 4, "aiblib.robustness": 4,
-    "aiblib.report": 5, "aiblib.prepare": 5, "aiblib.bench": 5, "aiblib.gpucheck": 5, "aiblib.comparison": 5, "aiblib.notebooks": 5, "aiblib.widgets": 5,
-    "aiblib.cli": 6, "aiblib.__main__": 6,
+    "aiblib.data": 2,
+    "aiblib.storage": 3, "aiblib.config": 3,
+    "aiblib.reporting": 4,
+    "aiblib.evaluation": 5,
+    "aiblib.training": 6,
+    "aiblib.tools": 7, "aiblib.notebooks": 7,
+    "aiblib.cli": 8, "aiblib.__main__": 9,
 }
-# pairs on one floor that must not meet in either direction of import
-NEVER = {("aiblib.evaluate", "aiblib.train")}
+TOP_LEVEL = {"aiblib", "aiblib.errors", "aiblib.paths", "aiblib.__main__"}
+# modules imported by their own path from outside their package (they load heavy optional libraries)
+BY_PATH = {"aiblib.data.corruptions"}
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
@@ -40,15 +47,22 @@ def _module_name(path: Path) -> str:
 MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
-def floor(name: str) -> int:
-    prefixes = [p for p in FLOORS if name == p or name.startswith(p + ".")]
+def package(name: str) -> str:
+    """The floor's package (or top-level module) that ``name`` belongs to; KeyError when none."""
+    if name in TOP_LEVEL:
+        return name
+    prefixes = [p for p in FLOORS if p not in TOP_LEVEL and (name == p or name.startswith(p + "."))]
     if not prefixes:
         raise KeyError(name)
-    return FLOORS[max(prefixes, key=len)]
+    return max(prefixes, key=len)
+
+
+def floor(name: str) -> int:
+    return FLOORS[package(name)]
 
 
 def _resolve(module: str, node: ast.ImportFrom) -> list[str]:
-    """Absolute names of the aiblib modules an ``ImportFrom`` reads (``from aiblib import viz`` reads aiblib.viz)."""
+    """Absolute names of the aiblib modules an ``ImportFrom`` reads (``from aiblib import viz`` reads aiblib.reporting.viz)."""
     if node.level:
         package = module if MODULES[module].name == "__init__.py" else module.rsplit(".", 1)[0]
         base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
@@ -83,15 +97,48 @@ def test_every_module_has_a_floor():
             floor(name)
         except KeyError:
             unknown.append(name)
-    assert not unknown, f"modules without a floor in FLOORS: {unknown}"
+    assert not unknown, f"modules without a floor (a top-level module, or a package missing from FLOORS): {unknown}"
+
+
+def test_every_package_says_its_floor():
+    """Each floor's ``__init__`` states what lives there and which floor it is (what it may import)."""
+    wrong = [p for p in FLOORS if p not in TOP_LEVEL
+             and f"Floor {FLOORS[p]}:" not in (ast.get_docstring(ast.parse(MODULES[p].read_text())) or "")]
+    assert not wrong, f"packages whose __init__ docstring does not say 'Floor N:' with their floor: {wrong}"
 
 
 def test_imports_point_down_the_floors():
-    upward = [f"{m}:{lines} imports {t} (floor {floor(m)} -> {floor(t)})"
-              for m in MODULES for t, lines in imports(m).items() if floor(t) > floor(m)]
-    forbidden = [f"{m} imports {t}" for m in MODULES for t in imports(m)
-                 if any(m.startswith(a) and t.startswith(b) for a, b in NEVER)]
-    assert not upward and not forbidden, "\n".join(upward + forbidden)
+    bad = [f"{m}:{lines} imports {t} (floor {floor(m)} -> {floor(t)})"
+           for m in MODULES for t, lines in imports(m).items()
+           if package(t) != package(m) and floor(t) >= floor(m) and package(m) != "aiblib"]
+    assert not bad, "\n".join(bad)
+
+
+def _outside_imports(source: str, own: str | None) -> list[str]:
+    """``from aiblib.P.module import ...`` in ``source`` where P is not ``own``'s package."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith("aiblib.") or node.level:
+            continue
+        target = node.module
+        if target in MODULES and MODULES[target].name != "__init__.py" and target not in TOP_LEVEL | BY_PATH \
+                and (own is None or package(own) != package(target)):
+            found.append(f"line {node.lineno}: from {target} import ...")
+    return found
+
+
+def _code_cells(notebook: Path) -> str:
+    cells = json.loads(notebook.read_text())["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+
+
+def test_outside_a_package_names_come_from_the_package():
+    bad = {m: found for m in MODULES if (found := _outside_imports(MODULES[m].read_text(), m))}
+    bad |= {str(p.relative_to(REPO)): found for p in sorted((REPO / "benchmarks").glob("*.py"))
+            if (found := _outside_imports(p.read_text(), None))}
+    bad |= {str(p.relative_to(REPO)): found for p in sorted((REPO / "notebooks").glob("*.ipynb"))
+            if (found := _outside_imports(_code_cells(p), None))}
+    assert not bad, f"import these names from their package instead: {bad}"
 
 
 def test_no_import_cycle():
@@ -135,7 +182,13 @@ def test_modules_and_functions_stay_readable(module):
     assert not long, f"{module}: functions over {MAX_FUNCTION_LINES} lines: {long}"
 
 
-def test_the_checker_sees_an_upward_import(tmp_path):
-    """The rules above would fail on a floor-1 module importing the command line."""
+def test_the_checker_sees_what_it_forbids():
+    """The rules above would fail on an upward import, a stray top-level module and a reach into a package."""
     assert floor("aiblib.model.segmentor") < floor("aiblib.cli.train")
-    assert floor("aiblib.data.synth.scene") == 2 and floor("aiblib.viz") == 3
+    assert floor("aiblib.data.synth.scene") == 2 and floor("aiblib.reporting.viz") == 4
+    assert floor("aiblib.evaluation.evaluate") < floor("aiblib.training.loop")
+    with pytest.raises(KeyError):
+        floor("aiblib.trainstats")
+    assert _outside_imports("from aiblib.storage.checkpoint import load_model", "aiblib.evaluation.evaluate")
+    assert not _outside_imports("from aiblib.storage.atomic import atomic_write", "aiblib.storage.checkpoint")
+    assert not _outside_imports("from aiblib.storage import load_model", None)

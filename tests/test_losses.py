@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from aiblib.losses import cross_entropy, segmentation_loss
+from aiblib.training import cross_entropy, segmentation_loss
 
 
 def test_reductions_all_and_valid():

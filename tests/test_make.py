@@ -38,7 +38,7 @@ def test_ctrl_c_during_a_notebook_run_reaches_the_kernel_which_saves_and_stops(t
     import signal
     import sys
 
-    from aiblib.checkpoint import safe_load
+    from aiblib.storage import safe_load
 
     command = [sys.executable, "-m", "aiblib", "run", "sig", "-f", "params/smoke.yaml", "--results",
                str(tmp_path / "results"), "-p", "runs_root", str(tmp_path / "runs"), "-p", "iterations", "300"]

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from aiblib.metrics import confusion_matrix, format_table, metrics_from_confusion
+from aiblib.evaluation import confusion_matrix, format_table, metrics_from_confusion
 
 
 def test_hand_built_confusion_case():

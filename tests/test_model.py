@@ -6,13 +6,12 @@ import math
 
 import pytest
 import torch
-
 import torch.nn.functional as F
 
+from aiblib.model import ModelConfig, build_model
 from aiblib.model.attention import kl_bits
 from aiblib.model.backbone import ResNetV1c
 from aiblib.model.heads import constant_map_conv
-from aiblib.model import ModelConfig, build_model
 from aiblib.model.segmentor import multisample_strategy
 
 TINY = dict(depth=18, aspp_channels=32, skip_channels=8, aux_channels=16)

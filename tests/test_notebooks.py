@@ -21,7 +21,7 @@ import yaml
 
 from aiblib.config import Config, load_config
 from aiblib.data import DataError, build_dataset
-from aiblib.parameters import notebook_config
+from aiblib.notebooks import notebook_config
 from aiblib.paths import ROOT_VARIABLE, project_path, project_relative, project_root
 
 ROOT = Path(__file__).resolve().parents[1]

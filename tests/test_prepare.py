@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from cityscapesscripts.helpers.labels import id2label
 from PIL import Image
 
-from cityscapesscripts.helpers.labels import id2label
-
-from aiblib import prepare as P
 from aiblib.cli import prepare as prepare_cli
+from aiblib.tools import preparation as P
 
 
 def test_train_ids_match_label_ids_under_official_mapping(synthetic_root: Path) -> None:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from aiblib import report
+from aiblib.reporting import report
 
 
 def _run(root: Path, name: str, *, attention: bool, beta: float, seed: int, src: float, tgt: float) -> None:

@@ -1,6 +1,6 @@
 """Notebook 05's library: ImageNet-C corruptions (aiblib.data.corruptions), calibration and
-misclassification AUROC on hand-made cases (aiblib.calibration), the per-protocol CSV merge
-(aiblib.robustness), and a papermill smoke run of 05 on two tiny trained runs."""
+misclassification AUROC on hand-made cases (aiblib.evaluation.calibration), the per-protocol CSV merge
+(aiblib.evaluation.robustness), and a papermill smoke run of 05 on two tiny trained runs."""
 
 from __future__ import annotations
 
@@ -14,16 +14,30 @@ import pytest
 import torch
 from conftest import REPO, tiny_overrides
 
-from aiblib.calibration import expected_calibration_error, misclassification_auroc, pixel_sample, reliability_bins
 from aiblib.config import load_config
-from aiblib.data import build_dataset
-from aiblib.data.corruptions import (BROKEN, CORRUPTIONS, DEFAULT_CORRUPTIONS, CorruptedDataset, check_corruptions,
-                                     corrupt, corrupt_image)  # corrupt: imagecorruptions', imported without its warnings
-from aiblib.data.transforms import test_transform
+from aiblib.data import build_dataset, test_transform
+from aiblib.data.corruptions import (
+    BROKEN,
+    CORRUPTIONS,
+    DEFAULT_CORRUPTIONS,
+    CorruptedDataset,
+    check_corruptions,
+    corrupt,  # corrupt: imagecorruptions', imported without its warnings
+    corrupt_image,
+)
+from aiblib.evaluation import (
+    CORRUPTION_COLUMNS,
+    expected_calibration_error,
+    first_images,
+    merge_rows,
+    misclassification_auroc,
+    pixel_sample,
+    reliability_bins,
+    split_target,
+)
 from aiblib.notebooks import NotebookFailed, run_notebook
 from aiblib.paths import ROOT_VARIABLE
-from aiblib.robustness import CORRUPTION_COLUMNS, first_images, merge_rows, split_target
-from aiblib.train import train
+from aiblib.training import train
 
 
 def _image(h: int = 64, w: int = 128) -> torch.Tensor:

@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from aiblib.runlog import RunLog, read_log
-from aiblib.runtime import rng_state, set_rng_state
-from aiblib.sampling import InfiniteShardSampler, SeededSamples
-from aiblib.config import Config
-from aiblib.train import poly_lr, scheduled_lr
+from aiblib.config import Config, rng_state, set_rng_state
+from aiblib.storage import RunLog, read_log
+from aiblib.training import InfiniteShardSampler, SeededSamples, poly_lr, scheduled_lr
 
 
 def test_poly_lr_matches_the_reference_formula():
@@ -122,10 +120,10 @@ from conftest import REPO, TINY, as_args, read_checkpoint, subprocess_env, tiny_
 
 from aiblib.config import load_config  # noqa: E402
 
+
 def test_a_few_iterations_reduce_the_loss_on_a_fixed_batch(synthetic_root):
-    from aiblib.losses import segmentation_loss
     from aiblib.model import build_model
-    from aiblib.train import build_datasets, make_optimizer
+    from aiblib.training import build_datasets, make_optimizer, segmentation_loss
 
     cfg = load_config(None, tiny_overrides(synthetic_root, "unused", lr=0.05))
     torch.manual_seed(0)
@@ -146,8 +144,8 @@ def test_a_few_iterations_reduce_the_loss_on_a_fixed_batch(synthetic_root):
 
 
 def test_train_writes_the_run_directory_and_a_loadable_checkpoint(synthetic_root, tmp_path):
-    from aiblib.checkpoint import load_model
-    from aiblib.train import train
+    from aiblib.storage import load_model
+    from aiblib.training import train
 
     cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "run", iterations=4, val_interval=2))
     run_dir = train(cfg)
@@ -178,7 +176,7 @@ def test_train_writes_the_run_directory_and_a_loadable_checkpoint(synthetic_root
 
 
 def test_missing_pretrained_file_names_the_path(synthetic_root, tmp_path):
-    from aiblib.train import train
+    from aiblib.training import train
 
     cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "run", pretrained=str(tmp_path / "nope.pth")))
     with pytest.raises(FileNotFoundError, match="nope.pth"):
@@ -186,7 +184,7 @@ def test_missing_pretrained_file_names_the_path(synthetic_root, tmp_path):
 
 
 def test_one_image_per_process_with_plain_batchnorm_is_one_clear_line(synthetic_root, tmp_path):
-    from aiblib.train import train
+    from aiblib.training import train
 
     cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "run", images_per_iteration=1))
     with pytest.raises(ValueError, match="1 image per process, which plain BatchNorm cannot train on"):
@@ -194,10 +192,9 @@ def test_one_image_per_process_with_plain_batchnorm_is_one_clear_line(synthetic_
 
 
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_path, monkeypatch):
-    import aiblib.train
-    from aiblib.train import NonFiniteLossError, train
+    from aiblib.training import NonFiniteLossError, loop, train
 
-    real = aiblib.train.segmentation_loss
+    real = loop.segmentation_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -207,7 +204,7 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_
             terms["loss"] = terms["loss"] * float("nan")
         return terms
 
-    monkeypatch.setattr(aiblib.train, "segmentation_loss", poisoned)
+    monkeypatch.setattr(loop, "segmentation_loss", poisoned)
     cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "run", checkpoint_interval=3))
     with pytest.raises(NonFiniteLossError, match="iteration 4.*last.pth"):
         train(cfg)
@@ -219,7 +216,7 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_
 KILL_AT = 2
 _KILLER = f"""
 import os, signal, sys
-import aiblib.train as T
+from aiblib.training import loop as T
 from aiblib.cli.common import add_config_arguments, config_from_args
 import argparse
 save = T.save_training_checkpoint
@@ -236,7 +233,7 @@ T.train(config_from_args(parser.parse_args(sys.argv[1:])))
 
 @pytest.mark.slow
 def test_kill9_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path):
-    from aiblib.train import train
+    from aiblib.training import train
 
     # uninterrupted, in this process, without workers
     reference = train(load_config(None, tiny_overrides(synthetic_root, tmp_path / "straight")))

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from aiblib import viz
-from aiblib.runlog import RunLog, read_log
+from aiblib.reporting import viz
+from aiblib.storage import RunLog, read_log
 
 
 def test_colorize_heatmap_overlay_shapes_and_values():
@@ -84,7 +84,7 @@ def test_static_figures_are_readable_at_notebook_width_with_colourbars_and_legen
 
 
 def test_the_attention_browser_redraws_for_each_control():
-    from aiblib.widgets import AttentionBrowser
+    from aiblib.notebooks import AttentionBrowser
 
     image = np.full((3, 32, 64), 120, np.uint8)
     asked = []

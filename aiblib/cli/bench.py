@@ -1,6 +1,6 @@
 """``python -m aiblib bench``: the performance table the README quotes, one table.
 
-For each depth and attention setting, every mode of :mod:`aiblib.bench` (``reference``: the
+For each depth and attention setting, every mode of :mod:`aiblib.tools.bench` (``reference``: the
 reference's execution; fp32 eager with the default and the other multi-sample strategy; bf16
 autocast; channels_last; torch.compile) timed side by side in alternating rounds: training
 step (forward, loss, backward, SGD step) time and images/s, inference images/s at the test size
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from aiblib.bench import MODES, compare_modes, default_modes, format_table
 from aiblib.cli.common import command, fail, parse_size
 from aiblib.model import ModelConfig
+from aiblib.tools import MODES, compare_modes, default_modes, format_table
 
 SAME_WITHOUT_ATTENTION = ("reference", "looped", "batched")   # one computation when there is no mask
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from aiblib.checkpoint import convert_file
 from aiblib.cli.common import command, fail
+from aiblib.storage import convert_file
 
 
 @command

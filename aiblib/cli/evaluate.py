@@ -10,7 +10,7 @@
 checkpoint (converted on the fly); without it, the run's ``checkpoints/last.pth``.
 ``-p dataset`` / ``-p split`` (or ``--dataset`` / ``--split``) choose what is scored
 (default: the config's ``val_dataset`` / ``val_split``); every other ``-p`` is a config key.
-The output folder is described in :mod:`aiblib.evaluate`.
+The output folder is described in :mod:`aiblib.evaluation.evaluate`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import os
 
 from aiblib.cli.common import add_config_arguments, command, config_from_args
 from aiblib.config import Config
-from aiblib.evaluate import evaluate_checkpoint
+from aiblib.evaluation import evaluate_checkpoint
 
 
 @command

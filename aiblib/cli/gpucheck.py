@@ -1,5 +1,5 @@
 """``python -m aiblib gpu-check`` (``make gpu-check``): the paper's recipe checked and measured on this
-machine's CUDA GPUs (see :mod:`aiblib.gpucheck`), the results printed as tables and written as JSON.
+machine's CUDA GPUs (see :mod:`aiblib.tools.gpucheck`), the results printed as tables and written as JSON.
 
 Without a CUDA device it says so and exits 0 having run nothing. ``--tiny-cpu`` runs the same
 steps on the CPU at toy sizes, to see that the check itself works.
@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from aiblib.cli.common import command
-from aiblib.gpucheck import cuda_plan, format_report, run_gpu_check, tiny_plan
 from aiblib.paths import project_path
 from aiblib.storage import write_text_atomic
+from aiblib.tools import cuda_plan, format_report, run_gpu_check, tiny_plan
 
 
 def _parser() -> argparse.ArgumentParser:

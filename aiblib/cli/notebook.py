@@ -1,7 +1,7 @@
 """``python -m aiblib notebook NOTEBOOK OUTPUT [-f PARAMS] [-p NAME VALUE ...] [--step K/N]``.
 
 Runs one of the project's notebooks with papermill as ``make`` does (see
-:mod:`aiblib.notebooks`): its output streams to the terminal, the executed copy goes to
+:mod:`aiblib.notebooks.runner`): its output streams to the terminal, the executed copy goes to
 OUTPUT. NOTEBOOK is a path or a name in ``notebooks/`` (``01-train``).
 """
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from aiblib import prepare as preparing
 from aiblib.cli.common import command, fail
+from aiblib.tools import preparation as preparing
 
 
 @command

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from aiblib import train as engine
 from aiblib.cli.common import add_config_arguments, command, config_from_args, fail
 from aiblib.config import Config
+from aiblib.training import loop as engine
 
 NONFINITE = 3  # exit status when the loss or the weights stop being finite
 

@@ -1,9 +1,8 @@
-"""The data floor: shared facts, dataset files, datasets.
+"""The data: shared facts (:mod:`.facts`), dataset files (:mod:`.files`), datasets (:mod:`.datasets`),
+transforms (:mod:`.transforms`), the synthetic generator (the package :mod:`.synth`) and notebook 05's
+corruptions (:mod:`.corruptions`, imported by its own path: it loads imagecorruptions and scikit-image).
 
-``aiblib.data`` re-exports the public names of :mod:`aiblib.data.facts`,
-:mod:`aiblib.data.files` and :mod:`aiblib.data.datasets`. The transforms and the synthetic
-generator are imported by their own paths: :mod:`aiblib.data.transforms`,
-:mod:`aiblib.data.synth`; so are the corruptions of notebook 05, :mod:`aiblib.data.corruptions`.
+Floor 2: imports only ``aiblib.errors``, ``aiblib.paths`` and ``aiblib.model``.
 """
 
 from __future__ import annotations
@@ -43,6 +42,7 @@ from aiblib.data.files import (
     nightcity_files,
     require_pairs,
 )
+from aiblib.data.transforms import TestTransform, denormalize, scale_size, test_transform, train_transform
 
 __all__ = [
     "CLASSES", "PALETTE", "NUM_CLASSES", "IGNORE_INDEX", "MEAN", "STD", "DATASETS", "SPLITS", "FOLDERS",
@@ -50,4 +50,5 @@ __all__ = [
     "decode_image", "decode_label", "image_size", "check_label", "check_pair_size", "check_root",
     "Pairing", "find_pairs", "require_pairs", "accept_pairs", "list_files", "cityscapes_files", "bdd100k_files", "nightcity_files",
     "SegmentationDataset", "ConcatSegmentationDataset", "build_dataset",
+    "TestTransform", "denormalize", "scale_size", "test_transform", "train_transform",
 ]

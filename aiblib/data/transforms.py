@@ -11,7 +11,7 @@ Test: resize the image to fit inside ``base_size`` keeping the ratio; the label 
 original size (logits are resized to it for scoring). With ``fit=False`` (multi-scale /
 flip test-time augmentation) the image keeps its original size: MMSegmentation's TTA
 resizes the *original* image by each ratio (see :func:`scale_size`; done by
-``aiblib.inference.predict``).
+``aiblib.evaluation.inference.predict``).
 
 Images are resized as OpenCV ``INTER_LINEAR`` (the reference's resize): bilinear with
 half-pixel centres and no anti-aliasing, also when downscaling; uint8 images are computed
@@ -30,8 +30,7 @@ from __future__ import annotations
 
 import torch
 from torchvision import tv_tensors
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 from aiblib.data.facts import IGNORE_INDEX, MEAN, STD
@@ -277,7 +276,7 @@ def train_transform(*, crop_size: tuple[int, int] = (512, 1024), base_size: tupl
 
 def test_transform(*, base_size: tuple[int, int] = (1024, 2048), fit: bool = True) -> TestTransform:
     """The SPEC test pipeline; base_size is (h, w). ``fit=False`` keeps the original size (for
-    test-time augmentation, which scales the original image; ``aiblib.evaluate.test_pipeline`` chooses)."""
+    test-time augmentation, which scales the original image; ``aiblib.evaluation.evaluate.test_pipeline`` chooses)."""
     if min(base_size) < 1:
         raise ValueError(f"base_size {base_size} must be positive (h, w)")
     return TestTransform(base_size=base_size, fit=fit)

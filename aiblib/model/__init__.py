@@ -1,5 +1,9 @@
-"""The network, torch only: ResNet-V1c backbone, AIB attention, DeepLabV3+ and FCN heads, the segmentor."""
+"""The network: ResNet-V1c backbone (:mod:`.backbone`), AIB attention (:mod:`.attention`), DeepLabV3+ and FCN
+heads (:mod:`.heads`), the segmentor (:mod:`.segmentor`).
 
-from aiblib.model.segmentor import AIBRSegmentor, ModelConfig, build_model
+Floor 1: torch only; imports nothing else of aiblib.
+"""
 
-__all__ = ["AIBRSegmentor", "ModelConfig", "build_model"]
+from aiblib.model.segmentor import AIBRSegmentor, ModelConfig, build_model, multisample_strategy
+
+__all__ = ["AIBRSegmentor", "ModelConfig", "build_model", "multisample_strategy"]

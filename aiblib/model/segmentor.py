@@ -17,7 +17,6 @@ from aiblib.model.attention import AIBAttention, modulate
 from aiblib.model.backbone import ARCH, STRIDES, ResNetV1c
 from aiblib.model.heads import DeepLabV3PlusHead, FCNHead
 
-
 # how the decode head runs n attention samples (ModelConfig.multisample; see multisample_strategy)
 MULTISAMPLE = ("auto", "looped", "batched", "reference")
 
@@ -52,7 +51,7 @@ def _key(default: Any, doc: str) -> Any:
 class ModelConfig:
     """Model choices. Defaults are the reference's (R50-D8, 19 classes, beta 1e-3, 4 test samples).
 
-    These fields are also the model keys of the run configuration (:class:`aiblib.config.Config`
+    These fields are also the model keys of the run configuration (:class:`aiblib.config.experiment.Config`
     extends this class), so each is declared here once.
     """
 
@@ -200,7 +199,7 @@ class AIBRSegmentor(nn.Module):
 
 def build_model(cfg: ModelConfig | dict[str, Any]) -> AIBRSegmentor:
     """Build the segmentor with freshly initialised weights (it reads no file: the
-    ``pretrained`` backbone is loaded by :func:`aiblib.checkpoint.init_pretrained`)."""
+    ``pretrained`` backbone is loaded by :func:`aiblib.storage.checkpoint.init_pretrained`)."""
     if isinstance(cfg, dict):
         cfg = ModelConfig.from_dict(cfg)
     return AIBRSegmentor(cfg)

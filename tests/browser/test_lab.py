@@ -35,8 +35,8 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from aiblib.config import load_config  # noqa: E402
 from aiblib.data.synth import ensure_generated  # noqa: E402
 from aiblib.paths import ROOT_VARIABLE  # noqa: E402
-from aiblib.prepare import prepare  # noqa: E402
-from aiblib.train import train  # noqa: E402
+from aiblib.tools import prepare  # noqa: E402
+from aiblib.training import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

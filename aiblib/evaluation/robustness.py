@@ -6,15 +6,15 @@ What notebook 05 calls:
   finds them) on the configuration's device, with its test-time switches.
 - :func:`score_corruptions`: mIoU on a split under each corruption and severity
   (:mod:`aiblib.data.corruptions`, applied to the uint8 image before the test transform), scored by
-  :func:`aiblib.evaluate.score_dataset` exactly as evaluation scores (attention noise seeded by
+  :func:`aiblib.evaluation.evaluate.score_dataset` exactly as evaluation scores (attention noise seeded by
   ``eval_seed`` and the image's index). Rows ``method, protocol, corruption, severity, mIoU``;
   severity 0 is the clean image, repeated on each corruption's rows so that each curve starts there.
 - :func:`score_uncertainty`: per domain, the ECE of the max-softmax confidence and the AUROC of each
-  uncertainty measure for detecting misclassified pixels (:mod:`aiblib.calibration`). The
+  uncertainty measure for detecting misclassified pixels (:mod:`aiblib.evaluation.calibration`). The
   predictive distribution is the softmax (baseline) or the mean of the attention samples'
   softmax (AIBR); its argmax is the prediction, its maximum the confidence; measures: its
   entropy, and for AIBR the mutual information between samples and prediction
-  (:func:`aiblib.inference.uncertainty`). Whole-image inference at the test size, one view;
+  (:func:`aiblib.evaluation.inference.uncertainty`). Whole-image inference at the test size, one view;
   the maps are resized (bilinear) to the label. Rows ``method, protocol, domain, measure,
   ece, auroc`` and the reliability bins.
 - :func:`merge_rows`: a protocol's rows into a CSV that holds every protocol's, replacing that
@@ -35,18 +35,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Subset
 
-from aiblib.calibration import expected_calibration_error, misclassification_auroc, pixel_sample, reliability_bins
-from aiblib.checkpoint import last_checkpoint, load_model
-from aiblib.config import Config
-from aiblib.data import build_dataset
+from aiblib.config import Config, process_group, resolve_precision, torch_settings
+from aiblib.data import build_dataset, test_transform
 from aiblib.data.corruptions import CorruptedDataset, check_corruptions
-from aiblib.data.transforms import test_transform
-from aiblib.evaluate import score_dataset, test_pipeline
-from aiblib.inference import forward, noise_generator, uncertainty
-from aiblib.metrics import class_names
+from aiblib.evaluation.calibration import (
+    expected_calibration_error,
+    misclassification_auroc,
+    pixel_sample,
+    reliability_bins,
+)
+from aiblib.evaluation.evaluate import score_dataset, test_pipeline
+from aiblib.evaluation.inference import forward, noise_generator, uncertainty
+from aiblib.evaluation.metrics import class_names
 from aiblib.paths import project_path
-from aiblib.runtime import process_group, resolve_precision, torch_settings
-from aiblib.storage import write_text_atomic
+from aiblib.storage import last_checkpoint, load_model, write_text_atomic
 
 __all__ = ["Runs", "load_runs", "split_target", "first_images", "score_corruptions", "predictive_maps",
            "score_uncertainty", "merge_rows", "CORRUPTION_COLUMNS", "UNCERTAINTY_COLUMNS"]
@@ -186,7 +188,7 @@ def score_uncertainty(runs: Runs, *, protocol: str, domains: list[str], max_imag
                       pixels_per_image: int = 0, bins: int = 15) -> tuple[pd.DataFrame, pd.DataFrame]:
     """ECE and misclassification AUROC per method, domain and measure, and the reliability bins.
 
-    ``pixels_per_image``: labelled pixels drawn per image (seeded, :func:`~aiblib.calibration.pixel_sample`;
+    ``pixels_per_image``: labelled pixels drawn per image (seeded, :func:`~aiblib.evaluation.calibration.pixel_sample`;
     0: all). Returns the rows (:data:`UNCERTAINTY_COLUMNS`; ECE, a property of the confidence, is the
     same on each measure's row of a method and domain) and the bins (``method, protocol, domain,
     lower, upper, count, confidence, accuracy``).

@@ -18,7 +18,7 @@ from pathlib import Path
 from aiblib.config import Config, images_per_process
 from aiblib.errors import Interrupted
 
-# the line of a training stopped by a signal (see aiblib.train)
+# the line of a training stopped by a signal (see aiblib.training.loop)
 STOPPED = re.compile(r"error: (training stopped by (SIG[A-Z]+)\b.*)$")
 
 __all__ = ["launch", "torchrun_command"]

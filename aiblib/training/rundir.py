@@ -1,9 +1,9 @@
 """A training's run directory: one writer, the checkpoint to resume from, the log and configuration.
 
-- :func:`exclusive`: ``run_dir/.lock`` (:mod:`aiblib.runlock`) held while inside, by rank 0
+- :func:`exclusive`: ``run_dir/.lock`` (:mod:`aiblib.storage.runlock`) held while inside, by rank 0
   under torchrun; when rank 0 cannot take it, every rank raises the same one-line error.
 - :func:`resume_point`: the newest checkpoint that verifies (the size and CRC-32 of every record,
-  :func:`aiblib.checkpoint.verify_checkpoint`) and loads; each file skipped is named, with why,
+  :func:`aiblib.storage.checkpoint.verify_checkpoint`) and loads; each file skipped is named, with why,
   in one line; ``last.pth`` is restored from the one chosen when it was not ``last.pth``.
 - :func:`open_run_dir`: create the folders, start or trim the log, save the configuration.
 - :func:`restore_rng`: each rank's RNG states as saved.
@@ -18,13 +18,20 @@ from typing import Iterator
 
 import torch.distributed as dist
 
-from aiblib.checkpoint import checkpoint_dir, last_checkpoint, safe_load, training_checkpoints, verify_checkpoint
-from aiblib.config import Config, check_resumable
+from aiblib.config import Config, Process, barrier, check_resumable, set_rng_state
 from aiblib.errors import RunLockedError, UserError
-from aiblib.runlock import RunLock
-from aiblib.runlog import LOG_NAME, RunLog
-from aiblib.runtime import Process, barrier, set_rng_state
-from aiblib.storage import atomic_copy, write_text_atomic
+from aiblib.storage import (
+    LOG_NAME,
+    RunLock,
+    RunLog,
+    atomic_copy,
+    checkpoint_dir,
+    last_checkpoint,
+    safe_load,
+    training_checkpoints,
+    verify_checkpoint,
+    write_text_atomic,
+)
 
 __all__ = ["exclusive", "resume_point", "open_run_dir", "restore_rng"]
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aiblib.data.transforms import scale_size
+from aiblib.data import scale_size
 
 __all__ = ["forward", "logits_at_input", "slide", "predict", "uncertainty", "image_maps", "noise_generator"]
 
@@ -71,7 +71,7 @@ def predict(model: nn.Module, image: torch.Tensor, *, mode: str = "whole", slide
     view's logits resized (bilinear) to (H, W) first. Scale ``r`` feeds the image resized to
     :func:`~aiblib.data.transforms.scale_size` ((H, W), r) (mmcv's rule, ``int(H * r + 0.5)``),
     bilinear, align_corners=False, no anti-aliasing. MMSegmentation's TTA scales the
-    *original* image, so with TTA pass the original-size image (``aiblib.evaluate.test_pipeline``
+    *original* image, so with TTA pass the original-size image (``aiblib.evaluation.evaluate.test_pipeline``
     does). The model must be in eval mode.
     """
     _, _, h, w = image.shape

@@ -1,5 +1,5 @@
 """What the training loop is given: the model (fresh, its backbone pretrained, on its device, in
-DDP when distributed) and the endless batches of this process's shard (:mod:`aiblib.train`)."""
+DDP when distributed) and the endless batches of this process's shard (:mod:`aiblib.training.loop`)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from aiblib.checkpoint import init_pretrained
-from aiblib.config import Config
+from aiblib.config import Config, Process
 from aiblib.model import build_model
 from aiblib.paths import project_path
-from aiblib.runlog import RunLog
-from aiblib.runtime import Process
-from aiblib.sampling import InfiniteShardSampler, SeededSamples
-from aiblib.stopping import ignore_stop_signals
+from aiblib.storage import RunLog, init_pretrained
+from aiblib.training.sampling import InfiniteShardSampler, SeededSamples
+from aiblib.training.stopping import ignore_stop_signals
 
 __all__ = ["fresh_model", "place_model", "wrap_ddp", "training_batches"]
 

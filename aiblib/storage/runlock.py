@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from aiblib.errors import RunLockedError
-from aiblib.storage import reporting
+from aiblib.storage.atomic import reporting
 
 __all__ = ["RunLock", "LOCK_NAME", "read_lock"]
 

@@ -8,7 +8,7 @@ Each run folder ``results/<name>/`` gets a ``scores.json``::
 :func:`collect` reads them all into one row per run, :func:`summarize` averages over seeds,
 :func:`plot_beta` draws mIoU against β per domain and :func:`markdown` writes the report.
 :func:`plot_corruptions` and :func:`plot_reliability` draw the tables of ``05-robustness``
-(:mod:`aiblib.robustness`): mIoU against corruption severity, and reliability diagrams.
+(:mod:`aiblib.evaluation.robustness`): mIoU against corruption severity, and reliability diagrams.
 """
 
 from __future__ import annotations

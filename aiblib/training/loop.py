@@ -14,20 +14,20 @@ Several machines: ``torchrun --nnodes=2 --node_rank=R --nproc_per_node=4
 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 -m aiblib train -f ...`` (the run
 directory must be on a shared file system, since every rank reads ``last.pth`` to resume).
 
-From Python: ``aiblib.train.train(cfg) -> Path`` (the run directory); from a notebook on several
-processes: ``aiblib.launch.launch(cfg, nproc_per_node)``.
+From Python: ``aiblib.training.loop.train(cfg) -> Path`` (the run directory); from a notebook on several
+processes: ``aiblib.training.launch.launch(cfg, nproc_per_node)``.
 
 The run directory (``runs_root/name`` or ``run_dir``), written by rank 0 only::
 
     config.yaml              the resolved configuration (load_config reads it back)
-    log.jsonl                one JSON object per line (aiblib.runlog.read_log reads it)
+    log.jsonl                one JSON object per line (aiblib.storage.runlog.read_log reads it)
     checkpoints/last.pth     latest checkpoint (written atomically; a file of its own)
     checkpoints/iter_NNNNNN.pth   every checkpoint_interval iterations
-    .lock                    while training: the process id and host of the one writer (aiblib.runlock)
+    .lock                    while training: the process id and host of the one writer (aiblib.storage.runlock)
 
-The records of log.jsonl are listed in :mod:`aiblib.runlog`.
+The records of log.jsonl are listed in :mod:`aiblib.storage.runlog`.
 
-Checkpoints are aiblib checkpoints (``aiblib.checkpoint.load_model`` reads them) with
+Checkpoints are aiblib checkpoints (``aiblib.storage.checkpoint.load_model`` reads them) with
 ``optimizer``, ``scheduler``, ``iteration``, ``rng`` (one entry per rank) and
 ``config`` added. Rerunning the same command resumes from ``last.pth``; with
 ``deterministic_algorithms`` on the CPU a resumed run ends with the same weights, bit for bit, as one
@@ -35,8 +35,8 @@ never interrupted (augmentation randomness is a function of (seed, rank, sample
 position), the sampling order of (seed, epoch), and every RNG state is saved).
 
 Faults: a damaged checkpoint is skipped for the newest whole one, a second writer is refused
-(:mod:`aiblib.rundir`), a full disk stops with the previous checkpoint intact (:mod:`aiblib.storage`),
-SIGINT / SIGTERM finish the step and write ``last.pth`` first (:mod:`aiblib.stopping`).
+(:mod:`aiblib.training.rundir`), a full disk stops with the previous checkpoint intact (:mod:`aiblib.storage.atomic`),
+SIGINT / SIGTERM finish the step and write ``last.pth`` first (:mod:`aiblib.training.stopping`).
 """
 
 from __future__ import annotations
@@ -53,21 +53,30 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from aiblib.checkpoint import checkpoint_dir, last_checkpoint, model_checkpoint, save_training_checkpoint
-from aiblib.config import Config, images_per_process
-from aiblib.data import build_dataset
-from aiblib.data.transforms import train_transform
+from aiblib.config import (
+    Config,
+    Process,
+    barrier,
+    broadcast_buffers,
+    compiled,
+    images_per_process,
+    memory_mb,
+    process_group,
+    resolve_precision,
+    rng_state,
+    seed_everything,
+    state_digest,
+    torch_settings,
+)
+from aiblib.data import build_dataset, train_transform
 from aiblib.errors import Interrupted
-from aiblib.evaluate import score_dataset, test_pipeline
-from aiblib.losses import segmentation_loss
-from aiblib.metrics import class_names
-from aiblib.rundir import exclusive, open_run_dir, restore_rng, resume_point
-from aiblib.runlog import LOG_NAME, RunLog
-from aiblib.runtime import (Process, barrier, broadcast_buffers, compiled, memory_mb, process_group, resolve_precision,
-                            rng_state, seed_everything, state_digest, torch_settings)
-from aiblib.stopping import StopRequests, agreed_stop
-from aiblib.trainsetup import fresh_model, place_model, training_batches, wrap_ddp
-from aiblib.trainstats import TrainStats
+from aiblib.evaluation import class_names, score_dataset, test_pipeline
+from aiblib.storage import LOG_NAME, RunLog, checkpoint_dir, last_checkpoint, model_checkpoint, save_training_checkpoint
+from aiblib.training.losses import segmentation_loss
+from aiblib.training.rundir import exclusive, open_run_dir, restore_rng, resume_point
+from aiblib.training.setup import fresh_model, place_model, training_batches, wrap_ddp
+from aiblib.training.stats import TrainStats
+from aiblib.training.stopping import StopRequests, agreed_stop
 
 __all__ = ["train", "NonFiniteLossError", "poly_lr", "scheduled_lr", "make_optimizer", "build_datasets"]
 

@@ -37,11 +37,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from aiblib.losses import segmentation_loss
-from aiblib.model import ModelConfig, build_model
-from aiblib.model.segmentor import multisample_strategy
-from aiblib.report import markdown_table
-from aiblib.runtime import memory_mb, sync
+from aiblib.config import memory_mb, sync
+from aiblib.model import ModelConfig, build_model, multisample_strategy
+from aiblib.reporting import markdown_table
+from aiblib.training import segmentation_loss
 
 __all__ = ["MODES", "count_parameters", "parameter_counts", "time_call", "PeakMemory", "release_memory",
            "default_strategy", "default_modes", "build_variants", "matmul_peak", "count_flops", "compare_modes",

@@ -27,7 +27,7 @@ from torch import nn
 from aiblib.errors import UserError
 from aiblib.model import AIBRSegmentor, ModelConfig, build_model
 from aiblib.paths import project_path
-from aiblib.storage import atomic_copy, atomic_write, ensure_free_space, verify_zip
+from aiblib.storage.atomic import atomic_copy, atomic_write, ensure_free_space, verify_zip
 
 FORMAT, VERSION = "aiblib", 1
 # model_config keys renamed since checkpoints were first written: old name -> new name
@@ -154,7 +154,7 @@ def safe_load(path: str | os.PathLike, *, map_location: str | torch.device = "cp
 
 def save_atomic(obj: Any, path: str | os.PathLike, *, note: str = "") -> Path:
     """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` it into place (see
-    :func:`aiblib.storage.atomic_write`: out of space is a :class:`StorageError`, nothing is left
+    :func:`aiblib.storage.atomic.atomic_write`: out of space is a :class:`StorageError`, nothing is left
     behind). Every record gets its CRC-32, which :func:`verify_checkpoint` checks."""
     crc = torch.serialization.get_crc32_options()
     torch.serialization.set_crc32_options(True)
@@ -205,7 +205,7 @@ def training_checkpoints(ckpt_dir: Path) -> list[Path]:
 
 def verify_checkpoint(path: str | os.PathLike) -> str | None:
     """Why the file at ``path`` cannot be a whole ``torch.save`` checkpoint (a short phrase), or None
-    (:func:`aiblib.storage.verify_zip`: the size and CRC-32 of every record)."""
+    (:func:`aiblib.storage.atomic.verify_zip`: the size and CRC-32 of every record)."""
     return verify_zip(path)
 
 

@@ -11,7 +11,7 @@ On a CUDA device (R50-D8, AIBR attention, 512x1024 crops, 8 images per iteration
    unbroken one (deterministic algorithms): the largest weight difference at the end;
 5. ``logits``: one eval-mode forward at 1024x2048, fp32 eager (the reference's execution) against
    bf16 autocast, channels_last and ``torch.compile``: relative error and argmax agreement;
-6. ``modes``: the rows of :func:`aiblib.bench.bench_row` (training step and inference images/s,
+6. ``modes``: the rows of :func:`aiblib.tools.bench.bench_row` (training step and inference images/s,
    peak memory) for each mode at the reference's 2 images per GPU.
 
 :func:`run_gpu_check` returns the results as a dict (written to JSON by the command line) and
@@ -32,17 +32,15 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from aiblib.bench import bench_row, release_memory
-from aiblib.checkpoint import last_checkpoint, safe_load
 from aiblib.config import Config
 from aiblib.data.synth import generate
-from aiblib.inference import forward, noise_generator
-from aiblib.launch import launch
+from aiblib.evaluation import forward, noise_generator
 from aiblib.model import ModelConfig, build_model
-from aiblib.prepare import prepare
-from aiblib.report import markdown_table
-from aiblib.runlog import read_log
-from aiblib.train import train
+from aiblib.reporting import markdown_table
+from aiblib.storage import last_checkpoint, read_log, safe_load
+from aiblib.tools.bench import bench_row, release_memory
+from aiblib.tools.preparation import prepare
+from aiblib.training import launch, train
 
 __all__ = ["Plan", "cuda_plan", "tiny_plan", "run_gpu_check", "format_report"]
 
@@ -214,7 +212,7 @@ def run_gpu_check(plan: Plan) -> dict:
 
 
 def _table(header: list[str], rows: list[list]) -> str:
-    """Rows of formatted cells as a markdown table (:func:`aiblib.report.markdown_table`)."""
+    """Rows of formatted cells as a markdown table (:func:`aiblib.reporting.report.markdown_table`)."""
     return markdown_table(pd.DataFrame(rows, columns=header))
 
 

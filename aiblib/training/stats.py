@@ -7,7 +7,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from aiblib.runtime import Process
+from aiblib.config import Process
 
 __all__ = ["TrainStats"]
 

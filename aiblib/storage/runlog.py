@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aiblib.storage import reporting, write_text_atomic
+from aiblib.storage.atomic import reporting, write_text_atomic
 
 __all__ = ["RunLog", "read_log", "json_safe", "LOG_NAME"]
 

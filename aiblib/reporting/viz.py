@@ -22,8 +22,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.patches import Patch
 from PIL import Image
 
-from aiblib.data import CLASSES, IGNORE_INDEX, NUM_CLASSES, PALETTE
-from aiblib.data.transforms import denormalize
+from aiblib.data import CLASSES, IGNORE_INDEX, NUM_CLASSES, PALETTE, denormalize
 
 __all__ = [
     "to_numpy", "colorize", "heatmap", "overlay", "blend_labels", "denormalize_image",
@@ -155,7 +154,7 @@ def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = Non
 def plot_training(train_log: pd.DataFrame, val_log: pd.DataFrame | None = None, *, title: str = "",
                   keys: Sequence[str] = ("loss", "loss_ce", "loss_aux", "loss_kl")):
     """Loss terms, learning rate, mu statistics and validation mIoU of a run, from its log
-    tables (``aiblib.runlog.read_log(run_dir, "train")`` and ``"val"``); returns the figure
+    tables (``aiblib.storage.runlog.read_log(run_dir, "train")`` and ``"val"``); returns the figure
     (2 x 2 panels) titled ``title``."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     ax = axes[0, 0]
@@ -189,7 +188,7 @@ def plot_per_class(results: dict[str, dict], *, metric: str = "IoU"):
     """Grouped bars of per-class ``metric`` for several evaluations.
 
     ``results`` maps a label (e.g. a domain) to a metrics dict (the one
-    :func:`aiblib.evaluate.evaluate_checkpoint` returns, or its ``metrics.json`` read back).
+    :func:`aiblib.evaluation.evaluate.evaluate_checkpoint` returns, or its ``metrics.json`` read back).
     Returns the figure.
     """
     classes = [row["class"] for row in next(iter(results.values()))["per_class"]]
@@ -208,7 +207,7 @@ def plot_per_class(results: dict[str, dict], *, metric: str = "IoU"):
 
 def class_frequencies(summary: pd.DataFrame, *, split: str = "train") -> pd.DataFrame:
     """Long table (dataset, class, percent) of the class pixel fractions in a
-    :func:`aiblib.prepare.prepare` summary, for one split (percent of labelled pixels)."""
+    :func:`aiblib.tools.preparation.prepare` summary, for one split (percent of labelled pixels)."""
     rows = summary[summary["split"] == split]
     long = rows.melt(id_vars="dataset", value_vars=list(CLASSES), var_name="class", value_name="fraction")
     long["percent"] = 100.0 * long["fraction"]
@@ -250,7 +249,7 @@ MAP_NAMES: dict[str, str] = {"prediction": "pred", "entropy": "entropy", "mutual
 
 
 def map_values(maps: dict, key: str) -> np.ndarray | None:
-    """Map ``key`` (a :data:`MAP_NAMES` value) of one model's :func:`aiblib.inference.image_maps` result;
+    """Map ``key`` (a :data:`MAP_NAMES` value) of one model's :func:`aiblib.evaluation.inference.image_maps` result;
     None when the model has none (a baseline has no attention)."""
     masks = maps.get("masks")
     if key == "mask":

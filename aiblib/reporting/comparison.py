@@ -2,7 +2,7 @@
 
 Runs trained with the same seed share their initial weights' seed, sampling order and
 augmentations, so the per-seed difference ``AIBR - baseline`` removes much of the seed's noise.
-:func:`paired_comparison` turns the runs of :func:`aiblib.report.collect` into one row per
+:func:`paired_comparison` turns the runs of :func:`aiblib.reporting.report.collect` into one row per
 protocol and domain::
 
     protocol, domain, baseline_mean, aibr_mean, diff_mean, diff_ci_low, diff_ci_high, seeds
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from aiblib.report import collect
+from aiblib.reporting.report import collect
 
 __all__ = ["COLUMNS", "t_interval", "paired_comparison", "gather", "recorded", "plot_comparison"]
 
@@ -52,7 +52,7 @@ def _pairs(runs: pd.DataFrame, protocol: str, domain: str) -> pd.DataFrame:
 
 def paired_comparison(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """One row per protocol and domain with both methods run on at least one common seed (see the module
-    docstring). ``runs``: :func:`aiblib.report.collect`'s table; every AIBR run of a protocol is taken
+    docstring). ``runs``: :func:`aiblib.reporting.report.collect`'s table; every AIBR run of a protocol is taken
     as one method, so give it the runs of one β."""
     rows = []
     for protocol in sorted(runs["protocol"].unique()):

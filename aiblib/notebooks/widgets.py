@@ -3,8 +3,8 @@ every image of the split), a map and an opacity; see the baseline's and AIBR's m
 over the image, on the map's fixed scale with its colourbar (the class legend for predictions).
 
 The maps come from a function the notebook hands over, ``maps_for(domain, index) -> {"image",
-"name", "baseline", "AIBR"}`` (each model's :func:`aiblib.inference.image_maps`), so this
-module computes nothing itself; pictures are drawn by :func:`aiblib.viz.compare_figure`.
+"name", "baseline", "AIBR"}`` (each model's :func:`aiblib.evaluation.inference.image_maps`), so this
+module computes nothing itself; pictures are drawn by :func:`aiblib.reporting.viz.compare_figure`.
 Every control carries a CSS class (``aibr-domain``, ``aibr-image``, ``aibr-map``,
 ``aibr-opacity``, ``aibr-picture``) for the browser test.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 
-from aiblib import viz
+from aiblib.reporting import viz
 
 __all__ = ["image_names", "AttentionBrowser"]
 

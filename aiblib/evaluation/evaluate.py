@@ -53,18 +53,27 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from aiblib import viz
-from aiblib.checkpoint import describe_checkpoint, last_checkpoint, load_model
-from aiblib.config import Config
-from aiblib.data import build_dataset
-from aiblib.data.transforms import TestTransform, test_transform
-from aiblib.inference import image_maps, noise_generator, predict
-from aiblib.metrics import (all_reduce_confusion, class_names, confusion_matrix, format_table,
-                            metrics_from_confusion)
+from aiblib.config import Config, Process, compiled, process_group, resolve_precision, torch_settings
+from aiblib.data import TestTransform, build_dataset, test_transform
+from aiblib.evaluation.inference import image_maps, noise_generator, predict
+from aiblib.evaluation.metrics import (
+    all_reduce_confusion,
+    class_names,
+    confusion_matrix,
+    format_table,
+    metrics_from_confusion,
+)
 from aiblib.paths import project_path
-from aiblib.runlog import json_safe
-from aiblib.runtime import Process, compiled, process_group, resolve_precision, torch_settings
-from aiblib.storage import atomic_write, reporting, write_text_atomic
+from aiblib.reporting import viz
+from aiblib.storage import (
+    atomic_write,
+    describe_checkpoint,
+    json_safe,
+    last_checkpoint,
+    load_model,
+    reporting,
+    write_text_atomic,
+)
 
 __all__ = ["score_dataset", "evaluate_checkpoint", "export_maps", "tta_enabled", "test_pipeline", "evaluation_amp"]
 
@@ -89,7 +98,7 @@ def tta_enabled(cfg: Config) -> bool:
 def test_pipeline(cfg: Config) -> TestTransform:
     """The test transform for :func:`score_dataset` under ``cfg``: the image fitted inside
     ``cfg.base_size``, or (with :func:`tta_enabled`) kept at its original size, because
-    :func:`~aiblib.inference.predict` then scales the original by each ratio, as MMSegmentation."""
+    :func:`~aiblib.evaluation.inference.predict` then scales the original by each ratio, as MMSegmentation."""
     return test_transform(base_size=tuple(cfg.base_size), fit=not tta_enabled(cfg))
 
 
@@ -253,7 +262,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path | None = None, *, da
     """Score ``checkpoint`` on ``dataset``/``split`` and write the output folder.
 
     ``checkpoint``: aiblib or MMSegmentation file (default ``cfg.checkpoint``, or else the
-    run's :func:`~aiblib.checkpoint.last_checkpoint`); ``dataset``/``split`` default to
+    run's :func:`~aiblib.storage.checkpoint.last_checkpoint`); ``dataset``/``split`` default to
     ``cfg.val_dataset``/``cfg.val_split``; ``out_dir`` to ``<run dir>/eval/<dataset>-<split>``;
     ``export_count`` to ``cfg.export_count``; ``export_indices`` (dataset positions) replaces
     it with an explicit list. The model's architecture comes from the checkpoint;

@@ -21,7 +21,7 @@ import threading
 import torch
 import torch.distributed as dist
 
-from aiblib.runtime import Process
+from aiblib.config import Process
 
 __all__ = ["StopRequests", "agreed_stop", "ignore_stop_signals", "STOP_SIGNALS"]
 

@@ -1,0 +1,27 @@
+"""Scoring models: inference on one image (:mod:`.inference`), a split's confusion-matrix metrics
+(:mod:`.metrics`), evaluation of a model or checkpoint (:mod:`.evaluate`), calibration of the
+uncertainty (:mod:`.calibration`), and robustness under corruptions (:mod:`.robustness`).
+
+Floor 5: imports floors 0-4; never ``aiblib.training`` (training calls evaluation, not the reverse).
+"""
+
+from aiblib.evaluation import robustness
+from aiblib.evaluation.calibration import (
+    expected_calibration_error,
+    misclassification_auroc,
+    pixel_sample,
+    reliability_bins,
+)
+from aiblib.evaluation.evaluate import evaluate_checkpoint, evaluation_amp, score_dataset, test_pipeline, tta_enabled
+from aiblib.evaluation.inference import forward, image_maps, noise_generator, predict, uncertainty
+from aiblib.evaluation.metrics import class_names, confusion_matrix, format_table, metrics_from_confusion
+from aiblib.evaluation.robustness import CORRUPTION_COLUMNS, first_images, merge_rows, split_target
+
+__all__ = [
+    "robustness",
+    "expected_calibration_error", "misclassification_auroc", "pixel_sample", "reliability_bins",
+    "evaluate_checkpoint", "evaluation_amp", "score_dataset", "test_pipeline", "tta_enabled",
+    "forward", "image_maps", "noise_generator", "predict", "uncertainty",
+    "class_names", "confusion_matrix", "format_table", "metrics_from_confusion",
+    "CORRUPTION_COLUMNS", "first_images", "merge_rows", "split_target",
+]
