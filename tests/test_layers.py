@@ -12,7 +12,9 @@ it). The test parses every module, counting imports anywhere in it.
 from __future__ import annotations
 
 import ast
+import importlib
 import json
+import types
 from pathlib import Path
 
 import pytest
@@ -192,3 +194,12 @@ def test_the_checker_sees_what_it_forbids():
     assert _outside_imports("from aiblib.storage.checkpoint import load_model", "aiblib.evaluation.evaluate")
     assert not _outside_imports("from aiblib.storage.atomic import atomic_write", "aiblib.storage.checkpoint")
     assert not _outside_imports("from aiblib.storage import load_model", None)
+
+
+@pytest.mark.parametrize("name", sorted(p for p in FLOORS if p not in TOP_LEVEL))
+def test_a_package_name_never_hides_one_of_its_modules(name):
+    """``from aiblib.tools import prepare`` must not mean a module in one place and a function in another."""
+    package_ = importlib.import_module(name)
+    modules = [m.stem for m in MODULES[name].parent.glob("*.py") if m.stem != "__init__"]
+    hidden = [m for m in modules if hasattr(package_, m) and not isinstance(getattr(package_, m), types.ModuleType)]
+    assert not hidden, f"{name} exports names that are also its modules' names: {hidden}"

@@ -15,7 +15,7 @@ Several machines: ``torchrun --nnodes=2 --node_rank=R --nproc_per_node=4
 directory must be on a shared file system, since every rank reads ``last.pth`` to resume).
 
 From Python: ``aiblib.training.loop.train(cfg) -> Path`` (the run directory); from a notebook on several
-processes: ``aiblib.training.launch.launch(cfg, nproc_per_node)``.
+processes: ``aiblib.training.launch(cfg, nproc_per_node)``.
 
 The run directory (``runs_root/name`` or ``run_dir``), written by rank 0 only::
 
