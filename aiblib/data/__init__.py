@@ -1,4 +1,5 @@
 """The data: shared facts (:mod:`.facts`), dataset files (:mod:`.files`), datasets (:mod:`.datasets`),
+CamVid's folder, domains and 11-class scoring (:mod:`.camvid`),
 transforms (:mod:`.transforms`), the synthetic generator (the package :mod:`.synth`) and notebook 05's
 corruptions (:mod:`.corruptions`, imported by its own path: it loads imagecorruptions and scikit-image).
 
@@ -7,8 +8,16 @@ Floor 2: imports only ``aiblib.errors``, ``aiblib.paths`` and ``aiblib.model``.
 
 from __future__ import annotations
 
-from aiblib.data.datasets import ConcatSegmentationDataset, SegmentationDataset, build_dataset
+from aiblib.data.camvid import camvid_confusion, camvid_files, camvid_train_ids, check_camvid_root, read_camvid_label
+from aiblib.data.datasets import CamVidDataset, ConcatSegmentationDataset, SegmentationDataset, build_dataset
 from aiblib.data.facts import (
+    CAMVID_CLASSES,
+    CAMVID_GROUPS,
+    CAMVID_PALETTE,
+    CAMVID_ROOT,
+    CAMVID_SEQUENCES,
+    CAMVID_SPLITS,
+    CAMVID_VOID,
     CITYSCAPES_LABEL_IDS,
     CITYSCAPES_POLYGONS,
     CLASSES,
@@ -23,6 +32,7 @@ from aiblib.data.facts import (
     SPLITS,
     STD,
     VALID_LABEL_VALUES,
+    CamVidSplit,
     DataError,
     Layout,
 )
@@ -49,6 +59,9 @@ __all__ = [
     "DIRS", "Layout", "LAYOUTS", "CITYSCAPES_POLYGONS", "CITYSCAPES_LABEL_IDS", "VALID_LABEL_VALUES", "DataError",
     "decode_image", "decode_label", "image_size", "check_label", "check_pair_size", "check_root",
     "Pairing", "find_pairs", "require_pairs", "accept_pairs", "list_files", "cityscapes_files", "bdd100k_files", "nightcity_files",
-    "SegmentationDataset", "ConcatSegmentationDataset", "build_dataset",
+    "SegmentationDataset", "ConcatSegmentationDataset", "CamVidDataset", "build_dataset",
+    "CAMVID_ROOT", "CAMVID_VOID", "CAMVID_GROUPS", "CAMVID_CLASSES", "CAMVID_PALETTE", "CAMVID_SEQUENCES",
+    "CamVidSplit", "CAMVID_SPLITS", "camvid_train_ids", "read_camvid_label", "check_camvid_root", "camvid_files",
+    "camvid_confusion",
     "TestTransform", "denormalize", "scale_size", "test_transform", "train_transform",
 ]

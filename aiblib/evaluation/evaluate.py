@@ -281,7 +281,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path | None = None, *, da
         identity = describe_checkpoint(path)
         precision = resolve_precision(evaluation_amp(cfg, identity), cfg.channels_last, proc.device)
         model = _load_for_evaluation(cfg, path, identity, proc, precision[1])
-        data = build_dataset(dataset, cfg.data_root, split, test_pipeline(cfg))
+        data = build_dataset(dataset, cfg.data_root, split, test_pipeline(cfg), camvid_root=cfg.camvid_root)
         if proc.is_main:
             out.mkdir(parents=True, exist_ok=True)
         result = score_dataset(model, data, cfg=cfg, device=proc.device, rank=proc.rank, world_size=proc.world_size,

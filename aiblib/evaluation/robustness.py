@@ -110,7 +110,7 @@ def score_corruptions(runs: Runs, *, protocol: str, domain: str, corruptions: li
     check_corruptions(corruptions, severities)
     cfg = runs.cfg
     dataset, split = split_target(domain)
-    raw = build_dataset(dataset, cfg.data_root, split)
+    raw = build_dataset(dataset, cfg.data_root, split, camvid_root=cfg.camvid_root)
     raw = Subset(raw, first_images(len(raw), max_images))
     transform = test_pipeline(cfg)  # score_dataset applies cfg's TTA, which needs the original size
     levels = sorted({s for s in severities if s > 0})
@@ -171,7 +171,8 @@ def _domain_pixels(runs: Runs, domain: str, *, max_images: int, pixels_per_image
     """method -> pooled kept pixels (see :func:`_pixels`) of the first ``max_images`` images of ``domain``."""
     cfg = runs.cfg
     dataset, split = split_target(domain)
-    data = build_dataset(dataset, cfg.data_root, split, test_transform(base_size=tuple(cfg.base_size)))
+    data = build_dataset(dataset, cfg.data_root, split, test_transform(base_size=tuple(cfg.base_size)),
+                         camvid_root=cfg.camvid_root)
     parts: dict[str, list[dict]] = {method: [] for method in runs.models}
     for index in first_images(len(data), max_images):
         item = data[index]

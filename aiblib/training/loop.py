@@ -109,8 +109,8 @@ def build_datasets(cfg: Config):
         crop_size=tuple(cfg.crop_size), base_size=tuple(cfg.base_size), ratio_range=tuple(cfg.ratio_range),
         cat_max_ratio=cfg.cat_max_ratio, flip_prob=cfg.flip_prob, photometric=cfg.photometric,
     )
-    train_set = build_dataset(cfg.train_dataset, cfg.data_root, cfg.train_split, train_tf)
-    val_set = build_dataset(cfg.val_dataset, cfg.data_root, cfg.val_split, test_pipeline(cfg))
+    train_set = build_dataset(cfg.train_dataset, cfg.data_root, cfg.train_split, train_tf, camvid_root=cfg.camvid_root)
+    val_set = build_dataset(cfg.val_dataset, cfg.data_root, cfg.val_split, test_pipeline(cfg), camvid_root=cfg.camvid_root)
     return train_set, val_set
 
 
