@@ -10,9 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from aiblib.evaluate import evaluate_checkpoint
-from aiblib.metrics import confusion_matrix, metrics_from_confusion
-from aiblib.train import build_datasets
 from conftest import CAMVID_FRAMES, camvid_label, tiny_checkpoint, write_camvid
 from PIL import Image
 
@@ -27,6 +24,8 @@ from aiblib.data import (
     build_dataset,
     camvid_confusion,
 )
+from aiblib.evaluation import confusion_matrix, evaluate_checkpoint, metrics_from_confusion
+from aiblib.training import build_datasets
 
 # CamVid value -> trainId, written out by hand from SPEC section 9 (bicyclist read as bicycle 18).
 HAND_TABLE = [10, 2, 5, 0, 1, 8, 7, 4, 13, 11, 18, 255]

@@ -7,6 +7,7 @@ Floor 3: imports only ``aiblib.errors``, ``aiblib.paths``, ``aiblib.model`` and 
 from aiblib.config.experiment import (
     CONFIG_KEYS,
     MODEL_KEYS,
+    RUNTIME_KEYS,
     Config,
     check_resumable,
     config_from_namespace,
@@ -32,7 +33,7 @@ from aiblib.config.runtime import (
 )
 
 __all__ = [
-    "CONFIG_KEYS", "MODEL_KEYS", "Config", "check_resumable", "config_from_namespace", "images_per_process",
+    "CONFIG_KEYS", "MODEL_KEYS", "RUNTIME_KEYS", "Config", "check_resumable", "config_from_namespace", "images_per_process",
     "load_config", "parse_overrides",
     "Process", "barrier", "broadcast_buffers", "compiled", "memory_mb", "native_bf16", "process_group",
     "resolve_precision", "rng_state", "seed_everything", "set_rng_state", "state_digest", "sync", "torch_settings",
