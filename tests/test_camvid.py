@@ -24,7 +24,7 @@ from aiblib.data import (
     build_dataset,
     camvid_confusion,
 )
-from aiblib.evaluation import confusion_matrix, evaluate_checkpoint, metrics_from_confusion
+from aiblib.evaluation import confusion_matrix, evaluate_checkpoint, metrics_from_confusion, split_metrics
 from aiblib.training import build_datasets
 
 # CamVid value -> trainId, written out by hand from SPEC section 9 (bicyclist read as bicycle 18).
@@ -166,4 +166,17 @@ def test_camvid_root_is_a_runtime_config_key_read_by_training_and_evaluation(
     conf = torch.from_numpy(np.load(out / "confusion.npy"))
     void = sum(int((camvid_label(i) == 11).sum()) for i in (0, 1, 7))  # the dusk frames' indices in CAMVID_FRAMES
     assert int(camvid_confusion(conf).sum()) == 3 * 12 * 16 - void
-    assert json.loads((out / "metrics.json").read_text())["dataset"] == "camvid"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "camvid"
+    assert [row["class"] for row in metrics["per_class"]] == list(CAMVID_CLASSES)  # scored in CamVid's 11 classes
+    assert metrics["mIoU"] == pytest.approx(split_metrics(conf, dataset="camvid", num_classes=NUM_CLASSES)["mIoU"])
+
+
+def test_split_metrics_scores_camvid_in_11_classes_and_the_rest_in_19() -> None:
+    conf = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
+    conf[2, 3] = 10   # building pixels predicted as wall: right in CamVid (building), wrong in Cityscapes
+    conf[0, 0] = 10   # road right in both
+    camvid = split_metrics(conf, dataset="camvid", num_classes=NUM_CLASSES)
+    cityscapes = split_metrics(conf, dataset="cityscapes", num_classes=NUM_CLASSES)
+    assert camvid["classes"] == list(CAMVID_CLASSES) and camvid["mIoU"] == 100.0 and camvid["aAcc"] == 100.0
+    assert len(cityscapes["classes"]) == NUM_CLASSES and cityscapes["mIoU"] == pytest.approx(100 / 3)

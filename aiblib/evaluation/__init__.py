@@ -14,7 +14,7 @@ from aiblib.evaluation.calibration import (
 )
 from aiblib.evaluation.evaluate import evaluate_checkpoint, evaluation_amp, score_dataset, test_pipeline, tta_enabled
 from aiblib.evaluation.inference import forward, image_maps, noise_generator, predict, uncertainty
-from aiblib.evaluation.metrics import class_names, confusion_matrix, format_table, metrics_from_confusion
+from aiblib.evaluation.metrics import class_names, confusion_matrix, format_table, metrics_from_confusion, split_metrics
 from aiblib.evaluation.robustness import CORRUPTION_COLUMNS, first_images, merge_rows, split_target
 
 __all__ = [
@@ -22,6 +22,6 @@ __all__ = [
     "expected_calibration_error", "misclassification_auroc", "pixel_sample", "reliability_bins",
     "evaluate_checkpoint", "evaluation_amp", "score_dataset", "test_pipeline", "tta_enabled",
     "forward", "image_maps", "noise_generator", "predict", "uncertainty",
-    "class_names", "confusion_matrix", "format_table", "metrics_from_confusion",
+    "class_names", "confusion_matrix", "format_table", "metrics_from_confusion", "split_metrics",
     "CORRUPTION_COLUMNS", "first_images", "merge_rows", "split_target",
 ]

@@ -56,13 +56,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from aiblib.config import Config, Process, compiled, process_group, resolve_precision, torch_settings
 from aiblib.data import TestTransform, build_dataset, test_transform
 from aiblib.evaluation.inference import image_maps, noise_generator, predict
-from aiblib.evaluation.metrics import (
-    all_reduce_confusion,
-    class_names,
-    confusion_matrix,
-    format_table,
-    metrics_from_confusion,
-)
+from aiblib.evaluation.metrics import all_reduce_confusion, confusion_matrix, format_table, split_metrics
 from aiblib.paths import project_path
 from aiblib.reporting import viz
 from aiblib.storage import (
@@ -107,7 +101,7 @@ test_pipeline.__test__ = False  # not a pytest test function
 
 @torch.no_grad()
 def score_dataset(model: nn.Module, dataset: Dataset, *, cfg: Config, device: torch.device, rank: int = 0,
-                  world_size: int = 1, class_names: list[str] | None = None, use_bf16: bool = False,
+                  world_size: int = 1, dataset_name: str = "", use_bf16: bool = False,
                   channels_last: bool = False, export_dir: str | Path | None = None, export_count: int = 0,
                   export_indices: Sequence[int] | None = None) -> dict:
     """Score ``dataset`` (items ``{"image": (3,h,w) normalized, "label": (H,W), "name"}``,
@@ -117,7 +111,8 @@ def score_dataset(model: nn.Module, dataset: Dataset, *, cfg: Config, device: to
 
     Each process takes images ``rank, rank + world_size, ...``; the confusion matrix is
     summed over processes. Returns ``{"confusion": (K,K) int64 CPU tensor, "metrics":
-    metrics_from_confusion(...), "num_images": int, "exports": [rows]}``; exports rows
+    split_metrics(...) (in ``dataset_name``'s label space: CamVid's 11 classes for camvid),
+    "num_images": int, "exports": [rows]}``; exports rows
     are gathered on every rank. The model's training mode is restored.
     """
     was_training = model.training
@@ -147,7 +142,7 @@ def score_dataset(model: nn.Module, dataset: Dataset, *, cfg: Config, device: to
     exports = _gather_rows(exports, world_size)
     if was_training:
         model.train()
-    return {"confusion": conf, "metrics": metrics_from_confusion(conf, class_names), "num_images": len(dataset),
+    return {"confusion": conf, "metrics": split_metrics(conf, dataset=dataset_name, num_classes=k), "num_images": len(dataset),
             "exports": exports}
 
 
@@ -285,7 +280,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path | None = None, *, da
         if proc.is_main:
             out.mkdir(parents=True, exist_ok=True)
         result = score_dataset(model, data, cfg=cfg, device=proc.device, rank=proc.rank, world_size=proc.world_size,
-                               class_names=class_names(cfg.num_classes), use_bf16=precision[0],
+                               dataset_name=dataset, use_bf16=precision[0],
                                channels_last=precision[1],
                                export_dir=out / "exports" if export_count or export_indices else None,
                                export_count=export_count,

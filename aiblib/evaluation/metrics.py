@@ -23,9 +23,10 @@ import torch.distributed as dist
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 from torchmetrics.utilities.distributed import gather_all_tensors
 
-from aiblib.data import CLASSES, IGNORE_INDEX
+from aiblib.data import CAMVID_CLASSES, CLASSES, IGNORE_INDEX, camvid_confusion
 
-__all__ = ["confusion_matrix", "all_reduce_confusion", "metrics_from_confusion", "format_table", "class_names"]
+__all__ = ["confusion_matrix", "all_reduce_confusion", "metrics_from_confusion", "split_metrics", "format_table",
+           "class_names"]
 
 
 def confusion_matrix(pred: torch.Tensor, label: torch.Tensor, num_classes: int,
@@ -79,6 +80,19 @@ def metrics_from_confusion(conf: torch.Tensor, class_names: list[str] | None = N
         "Acc": acc.tolist(),
         "classes": list(class_names) if class_names is not None else [str(i) for i in range(k)],
     }
+
+
+def split_metrics(conf: torch.Tensor, *, dataset: str, num_classes: int) -> dict:
+    """The metrics of a split in its dataset's own label space, from the model's (K, K) confusion matrix.
+
+    CamVid (``dataset == "camvid"``) is scored over its 11 classes, the standard CamVid number: the
+    19 trainIds are folded into CamVid's groups (:func:`aiblib.data.camvid_confusion`), so a wall
+    predicted on a building counts as building. Every other dataset is scored over the model's
+    classes (:func:`class_names`). Returns :func:`metrics_from_confusion`'s dict.
+    """
+    if dataset == "camvid":
+        return metrics_from_confusion(camvid_confusion(conf), list(CAMVID_CLASSES))
+    return metrics_from_confusion(conf, class_names(num_classes))
 
 
 def format_table(metrics: dict) -> str:

@@ -46,7 +46,6 @@ from aiblib.evaluation.calibration import (
 )
 from aiblib.evaluation.evaluate import score_dataset, test_pipeline
 from aiblib.evaluation.inference import forward, noise_generator, uncertainty
-from aiblib.evaluation.metrics import class_names
 from aiblib.paths import project_path
 from aiblib.storage import last_checkpoint, load_model, write_text_atomic
 
@@ -117,7 +116,7 @@ def score_corruptions(runs: Runs, *, protocol: str, domain: str, corruptions: li
 
     def miou(corruption: str, severity: int) -> dict[str, float]:
         data = CorruptedDataset(raw, corruption, severity, transform, seed=cfg.eval_seed)
-        return {method: score_dataset(model, data, cfg=cfg, device=runs.device, class_names=class_names(cfg.num_classes),
+        return {method: score_dataset(model, data, cfg=cfg, device=runs.device, dataset_name=dataset,
                                       use_bf16=runs.use_bf16)["metrics"]["mIoU"]
                 for method, model in runs.models.items()}
 

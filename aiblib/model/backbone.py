@@ -7,7 +7,6 @@ Module names follow MMSegmentation's ``ResNetV1c`` so that its checkpoints load 
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 # depth -> (block kind, blocks per stage)

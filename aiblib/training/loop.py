@@ -70,7 +70,7 @@ from aiblib.config import (
 )
 from aiblib.data import build_dataset, train_transform
 from aiblib.errors import Interrupted
-from aiblib.evaluation import class_names, score_dataset, test_pipeline
+from aiblib.evaluation import score_dataset, test_pipeline
 from aiblib.storage import LOG_NAME, RunLog, checkpoint_dir, last_checkpoint, model_checkpoint, save_training_checkpoint
 from aiblib.training.losses import segmentation_loss
 from aiblib.training.rundir import exclusive, open_run_dir, restore_rng, resume_point
@@ -312,14 +312,13 @@ def _validate(run: _Run, iteration: int) -> None:
     t0 = time.perf_counter()
     cfg, proc = run.cfg, run.proc
     broadcast_buffers(run.model, proc)
-    names = class_names(cfg.num_classes)
     result = score_dataset(run.model, run.val_set, cfg=cfg, device=proc.device, rank=proc.rank,
-                           world_size=proc.world_size, class_names=names, use_bf16=run.use_bf16,
+                           world_size=proc.world_size, dataset_name=cfg.val_dataset, use_bf16=run.use_bf16,
                            channels_last=run.channels_last)
     run.net.train()
     m = result["metrics"]
     run.log.write("val", iteration, dataset=cfg.val_dataset, split=cfg.val_split, mIoU=m["mIoU"], mAcc=m["mAcc"],
-                  aAcc=m["aAcc"], IoU=dict(zip(names, m["IoU"])), seconds=time.perf_counter() - t0)
+                  aAcc=m["aAcc"], IoU=dict(zip(m["classes"], m["IoU"])), seconds=time.perf_counter() - t0)
     if run.show:
         run.bar.write(f"iteration {iteration}: {cfg.val_dataset}/{cfg.val_split} mIoU {m['mIoU']:.2f}")
     run.tick += time.perf_counter() - t0
