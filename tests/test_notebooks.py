@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from aiblib.config import Config, load_config
-from aiblib.data import DataError, build_dataset
+from aiblib.data import CAMVID_SPLITS, DataError, build_dataset
 from aiblib.notebooks import notebook_config
 from aiblib.paths import ROOT_VARIABLE, project_path, project_relative, project_root
 
@@ -97,7 +97,8 @@ def test_every_parameter_file_is_a_valid_configuration(path):
     assert set(data) <= set(cfg.to_dict())
     for target in cfg.eval_targets:
         dataset, _, split = target.partition(":")
-        assert dataset in ("cityscapes", "bdd100k", "nightcity") and split in ("train", "val")
+        splits = CAMVID_SPLITS if dataset == "camvid" else ("train", "val")
+        assert dataset in ("cityscapes", "bdd100k", "nightcity", "camvid") and split in splits
 
 
 def _parameters_namespace(notebook: str, **given) -> dict:

@@ -26,15 +26,12 @@ from aiblib.data.corruptions import (
     corrupt_image,
 )
 from aiblib.evaluation import (
-    CORRUPTION_COLUMNS,
     expected_calibration_error,
-    first_images,
-    merge_rows,
     misclassification_auroc,
     pixel_sample,
     reliability_bins,
-    split_target,
 )
+from aiblib.evaluation.robustness import CORRUPTION_COLUMNS, first_images, merge_rows, split_target
 from aiblib.notebooks import NotebookFailed, run_notebook
 from aiblib.paths import ROOT_VARIABLE
 from aiblib.training import train

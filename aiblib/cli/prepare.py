@@ -1,5 +1,7 @@
 """``python -m aiblib prepare --root DATA_ROOT``: Cityscapes labelTrainIds, label checks, a summary CSV.
 
+``python -m aiblib prepare --camvid PATH``: the CamVid folder's splits counted and every label checked.
+
 Exit status 0 when every file is fine, 1 when problems were found (listed on stderr and in
 ``DATA_ROOT/aiblib_problems.txt``), 2 on a user mistake (one ``error: ...`` line).
 """
@@ -13,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from aiblib.cli.common import command, fail
+from aiblib.tools import check_camvid
 from aiblib.tools import preparation as preparing
 
 
@@ -22,7 +25,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--root", default="data", help="data root holding cityscapes/, bdd100k/, nightcity-fine/")
     parser.add_argument("--datasets", default="", help="comma-separated subset of cityscapes,bdd100k,nightcity (default: all found)")
     parser.add_argument("--full", action="store_true", help="decode whole images, not only their headers")
+    parser.add_argument("--camvid", default="", metavar="PATH",
+                        help="check this CamVid folder (train/, trainannot/, val/, ...) instead of a data root")
     args = parser.parse_args(argv)
+    if args.camvid:
+        return _camvid(args.camvid)
     datasets = [d for d in args.datasets.split(",") if d] or None
     try:
         df = preparing.prepare(args.root, datasets=datasets, full=args.full)
@@ -31,9 +38,19 @@ def main(argv: list[str]) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3):
         print(df.drop(columns=["signature"]).to_string(index=False))
     print(f"summary written to {Path(args.root) / preparing.SUMMARY}")
-    problems = df.attrs["problems"]
+    return _problems(df.attrs["problems"], f" (also in {Path(args.root) / preparing.PROBLEMS})")
+
+
+def _camvid(root: str) -> int:
+    summary = check_camvid(root)
+    print(f"CamVid at {root}:\n" + summary.to_string(index=False))
+    return _problems(summary.attrs["problems"], "")
+
+
+def _problems(problems: list[str], where: str) -> int:
+    """List ``problems`` on stderr; the exit status (1 when there are any)."""
     if problems:
-        print(f"\n{len(problems)} problem(s) (also in {Path(args.root) / preparing.PROBLEMS}):", file=sys.stderr)
+        print(f"\n{len(problems)} problem(s){where}:", file=sys.stderr)
         for p in problems:
             print(f"  {p}", file=sys.stderr)
         return 1

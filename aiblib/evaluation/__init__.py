@@ -1,11 +1,11 @@
 """Scoring models: inference on one image (:mod:`.inference`), a split's confusion-matrix metrics
 (:mod:`.metrics`), evaluation of a model or checkpoint (:mod:`.evaluate`), calibration of the
-uncertainty (:mod:`.calibration`), and robustness under corruptions (:mod:`.robustness`).
+uncertainty (:mod:`.calibration`), and robustness under corruptions (:mod:`.robustness`, imported by its own
+path as ``from aiblib.evaluation import robustness``: it loads imagecorruptions, which a GPU box may lack).
 
 Floor 5: imports floors 0-4; never ``aiblib.training`` (training calls evaluation, not the reverse).
 """
 
-from aiblib.evaluation import robustness
 from aiblib.evaluation.calibration import (
     expected_calibration_error,
     misclassification_auroc,
@@ -15,13 +15,10 @@ from aiblib.evaluation.calibration import (
 from aiblib.evaluation.evaluate import evaluate_checkpoint, evaluation_amp, score_dataset, test_pipeline, tta_enabled
 from aiblib.evaluation.inference import forward, image_maps, noise_generator, predict, uncertainty
 from aiblib.evaluation.metrics import class_names, confusion_matrix, format_table, metrics_from_confusion, split_metrics
-from aiblib.evaluation.robustness import CORRUPTION_COLUMNS, first_images, merge_rows, split_target
 
 __all__ = [
-    "robustness",
     "expected_calibration_error", "misclassification_auroc", "pixel_sample", "reliability_bins",
     "evaluate_checkpoint", "evaluation_amp", "score_dataset", "test_pipeline", "tta_enabled",
     "forward", "image_maps", "noise_generator", "predict", "uncertainty",
     "class_names", "confusion_matrix", "format_table", "metrics_from_confusion", "split_metrics",
-    "CORRUPTION_COLUMNS", "first_images", "merge_rows", "split_target",
 ]
