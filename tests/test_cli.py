@@ -92,3 +92,41 @@ def test_through_the_interpreter_no_traceback():
 def test_make_run_without_a_name_says_what_to_give():
     proc = subprocess.run(["make", "--no-print-directory", "run"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "error: make run needs NAME=" in proc.stderr
+
+
+# Runs python -m aiblib's main with the notebook stack made unimportable (as on a GPU machine with torch alone).
+_WITHOUT_NOTEBOOK_STACK = """
+import importlib.abc, sys
+HIDDEN = {"papermill", "nbformat", "nbclient", "ipykernel", "ipywidgets", "IPython", "jupyter_client", "jupyterlab"}
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in HIDDEN:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Hide())
+from aiblib.__main__ import main
+try:
+    status = main(sys.argv[1:])
+except SystemExit as exit_:  # argparse's --help
+    status = exit_.code
+loaded = sorted(name for name in sys.modules if name.split(".")[0] in HIDDEN)
+print("loaded:", loaded)
+sys.exit(status)
+"""
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "gpu-check"])
+def test_train_evaluate_and_gpu_check_run_without_papermill_or_jupyter(command):
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_NOTEBOOK_STACK, command, "--help"], cwd=REPO,
+                            env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout and "loaded: []" in result.stdout, result.stdout
+
+
+def test_a_notebook_command_without_papermill_says_what_is_missing_in_one_line():
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_NOTEBOOK_STACK, "notebook", "--help"], cwd=REPO,
+                            env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: python -m aiblib notebook needs the Python package"), \
+        result.stderr
+    assert "make setup" in lines[0]

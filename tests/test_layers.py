@@ -163,6 +163,11 @@ def test_no_import_cycle():
             assert cycle is None, " -> ".join(cycle)
 
 
+# The one dynamic import: the entry point loads only the command it runs, so that train, evaluate and
+# gpu-check work where the notebook stack (papermill, Jupyter) is not installed. Nothing imports it.
+LOADS_ONE_COMMAND = {"aiblib.__main__"}
+
+
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_no_import_inside_a_function_and_no_dynamic_import(module):
     tree = ast.parse(MODULES[module].read_text())
@@ -171,7 +176,8 @@ def test_no_import_inside_a_function_and_no_dynamic_import(module):
         if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             bad += [f"line {n.lineno} in {fn.name}()" for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom))]
     bad += [f"line {n.lineno}: {ast.unparse(n.func)}" for n in ast.walk(tree)
-            if isinstance(n, ast.Call) and ast.unparse(n.func) in ("importlib.import_module", "__import__")]
+            if isinstance(n, ast.Call) and ast.unparse(n.func) in ("importlib.import_module", "__import__")
+            and module not in LOADS_ONE_COMMAND]
     assert not bad, f"{module}: imports inside functions or dynamic imports: {bad}"
 
 
