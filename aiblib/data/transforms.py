@@ -34,6 +34,7 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 from aiblib.data.facts import IGNORE_INDEX, MEAN, STD
+from aiblib.data.photometric import draw_photometric, photometric_distortion
 
 
 def fit_size(size: tuple[int, int], scale: tuple[int, int]) -> tuple[int, int]:
@@ -132,59 +133,6 @@ def crop_box(label: torch.Tensor, crop_size: tuple[int, int], cat_max_ratio: flo
     return box
 
 
-def _truncate(x: torch.Tensor, slack: float = 0.0) -> torch.Tensor:
-    """Clip to 0..255 and truncate to an integer value (numpy ``clip(...).astype(np.uint8)``); float kept."""
-    return x.clamp_(0, 255).add_(slack).floor_().clamp_(max=255)
-
-
-def photometric_distortion(image: torch.Tensor, *, brightness_delta: float = 32.0,
-                           contrast_range: tuple[float, float] = (0.5, 1.5),
-                           saturation_range: tuple[float, float] = (0.5, 1.5),
-                           hue_delta: int = 18) -> torch.Tensor:
-    """MMSegmentation ``PhotoMetricDistortion`` on a float (3, H, W) RGB image in 0..255.
-
-    Each step with probability 0.5: brightness ``+ U(-32, 32)``; contrast ``* U(0.5, 1.5)``,
-    before or after the HSV steps (coin flip); saturation: HSV S ``* U(0.5, 1.5)``; hue shift
-    ``U(-18, 18)`` in OpenCV units (degrees / 2). After each step the values are clamped to
-    0..255 and truncated (floor), as MMSeg's ``astype(np.uint8)``: the output is float32 with
-    integer values. (Saturation and hue approximate OpenCV's 8-bit HSV in float; their floor
-    allows 1e-3 of float noise, so that an unchanged 200 is not truncated to 199.)
-    """
-
-    def coin() -> bool:
-        return bool(torch.randint(0, 2, ()))
-
-    def uniform(lo: float, hi: float) -> float:
-        return lo + float(torch.rand(())) * (hi - lo)
-
-    img = image.float()
-    if coin():
-        img = _truncate(img + uniform(-brightness_delta, brightness_delta))
-    contrast_first = coin()
-
-    def contrast(x: torch.Tensor) -> torch.Tensor:
-        if coin():
-            x = _truncate(x * uniform(*contrast_range))
-        return x
-
-    if contrast_first:
-        img = contrast(img)
-    if coin():  # HSV saturation: keep V (= max) and H, scale S, clamp S to 1
-        alpha = uniform(*saturation_range)
-        value = img.amax(dim=0, keepdim=True)
-        low = img.amin(dim=0, keepdim=True)
-        span = value - low
-        limit = torch.where(span > 0, value / span.clamp_min(1e-6), torch.full_like(span, float("inf")))
-        a = torch.clamp(limit, max=alpha)
-        img = _truncate(value - (value - img) * a, slack=1e-3)
-    if coin():
-        shift = int(torch.randint(-hue_delta, hue_delta, ()))  # as np.random.randint: high excluded
-        img = _truncate(F.adjust_hue(img / 255.0, shift / 180.0) * 255.0, slack=1e-3)
-    if not contrast_first:
-        img = contrast(img)
-    return img
-
-
 def pad_to(image: torch.Tensor, label: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad image (3, h, w) and label (h, w) bottom/right to at least ``size`` (h, w): image with 0, label with 255.
 
@@ -230,9 +178,8 @@ class TrainTransform:
         top, left, h, w = crop_box(mask, self.crop_size, self.cat_max_ratio)
         img, mask = F.crop(img, top, left, h, w), F.crop(mask, top, left, h, w)
         img, mask = self.flip(img, mask)
-        img = img.float()
         if self.photometric:
-            img = photometric_distortion(img)
+            img = photometric_distortion(img.as_subclass(torch.Tensor), draw_photometric(torch.default_generator))
         img, mask = pad_to(normalize(img.as_subclass(torch.Tensor)), mask, self.crop_size)
         return img, mask.as_subclass(torch.Tensor)
 
