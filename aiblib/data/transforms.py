@@ -1,12 +1,7 @@
-"""Joint image/label transforms of SPEC section 3 (torchvision transforms v2, ``tv_tensors.Mask``).
+"""Resizing, normalisation, padding and the test transform of SPEC section 3.
 
-Training (per image): random resize to fit inside ``base_size * r``, r ~ U(ratio_range),
-keeping the aspect ratio -> random crop ``crop_size`` re-drawn (up to 10 times) until no
-class covers more than ``cat_max_ratio`` of the crop's labelled pixels -> horizontal flip
--> photometric distortion (MMSegmentation ``PhotoMetricDistortion`` semantics, on uint8
-values: each step clipped to 0..255 and truncated) -> normalize -> pad to ``crop_size``
-(image 0.0 after normalization, i.e. the mean colour; label 255), the reference's order
-(MMSeg's data preprocessor normalizes, then pads).
+The training pipeline (random resize, crop, flip, photometric distortion) is
+:mod:`aiblib.data.augment`, built on :func:`resize_bilinear` and :func:`nearest_indices` here.
 Test: resize the image to fit inside ``base_size`` keeping the ratio; the label keeps its
 original size (logits are resized to it for scoring). With ``fit=False`` (multi-scale /
 flip test-time augmentation) the image keeps its original size: MMSegmentation's TTA
@@ -15,26 +10,21 @@ resizes the *original* image by each ratio (see :func:`scale_size`; done by
 
 Images are resized as OpenCV ``INTER_LINEAR`` (the reference's resize): bilinear with
 half-pixel centres and no anti-aliasing, also when downscaling; uint8 images are computed
-in float and rounded half up (:func:`resize_bilinear`).
+in float and rounded half up (:func:`resize_bilinear`). Labels are only ever resampled with
+nearest neighbour and padded with 255.
 
-Labels are only ever resampled with nearest neighbour (v2 does so for ``Mask``) and
-padded with 255. All randomness comes from torch's global RNG (``torch.manual_seed``;
-DataLoader workers are seeded from it), so a seeded run repeats.
-
-Both transforms are callables ``(image, label) -> (image, label)``: image uint8 (3, H, W)
-RGB, label (H, W) integer trainIds; they return a float32 (3, h, w) normalized image and
-an int64 (h, w) label.
+The test transform is a callable ``(image, label) -> (image, label)``: image uint8 (3, H, W)
+RGB, label (H, W) integer trainIds; it returns a float32 (3, h, w) normalized image and
+an int64 (H, W) label.
 """
 
 from __future__ import annotations
 
 import torch
 from torchvision import tv_tensors
-from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 from aiblib.data.facts import IGNORE_INDEX, MEAN, STD
-from aiblib.data.photometric import draw_photometric, photometric_distortion
 
 
 def fit_size(size: tuple[int, int], scale: tuple[int, int]) -> tuple[int, int]:
@@ -59,19 +49,44 @@ def scale_size(size: tuple[int, int], ratio: float) -> tuple[int, int]:
     return fit_size(size, (max(1, int(h * ratio + 0.5)), max(1, int(w * ratio + 0.5))))
 
 
-def resize_bilinear(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of a (..., C, H, W) image to ``size`` (h, w), as OpenCV ``INTER_LINEAR``.
+def _linear_taps(n_in: int, n_out: int, start: int, stop: int,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bilinear taps of output positions ``start .. stop - 1`` of a resize ``n_in -> n_out``: source
+    indices i0, i1 (int64) and weights w0, w1 (float32), half-pixel centres, clamped at the edges
+    (torch's ``upsample_bilinear2d`` rule, in float32)."""
+    scale = torch.tensor(n_in, dtype=torch.float32) / n_out
+    src = ((torch.arange(start, stop, dtype=torch.float32) + 0.5) * scale - 0.5).clamp_(min=0)
+    i0 = src.floor().to(torch.int64).clamp_(max=n_in - 1)
+    w1 = (src - i0).clamp_(0, 1)
+    i1 = (i0 + 1).clamp_(max=n_in - 1)
+    return i0.to(device), i1.to(device), (1.0 - w1).to(device), w1.to(device)
 
-    Half-pixel centres (align_corners=False), no anti-aliasing (also when downscaling).
-    uint8 input is computed in float32 and rounded half up back to uint8 (torchvision's native
-    uint8 kernel is not used: it is off by one level at times); other dtypes keep theirs.
-    The tensor subclass (``tv_tensors.Image``) is kept.
+
+def resize_bilinear(image: torch.Tensor, size: tuple[int, int],
+                    box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+    """Bilinear resize of a (..., C, H, W) image to ``size`` (h, w), as OpenCV ``INTER_LINEAR``; with
+    ``box`` (top, left, bh, bw) only that window of the resized image, (..., C, bh, bw).
+
+    Half-pixel centres (align_corners=False), no anti-aliasing (also when downscaling). Separable, in
+    float32: each output pixel is ``wy0 * (wx0 a + wx1 b) + wy1 * (wx0 c + wx1 d)`` of its own taps, so a
+    window is bit-identical to the same pixels of the whole resize (the training pipeline resizes only
+    its crop). Within one level of torch's ``interpolate`` (which may fuse the multiply-adds).
+    uint8 input is rounded half up back to uint8; other dtypes keep theirs. The tensor subclass
+    (``tv_tensors.Image``) is kept.
     """
-    size = (int(size[0]), int(size[1]))
-    if tuple(image.shape[-2:]) == size:
-        return image
-    out = F.resize(image.as_subclass(torch.Tensor).float(), list(size), interpolation=InterpolationMode.BILINEAR,
-                   antialias=False)
+    (H, W), (h, w) = image.shape[-2:], (int(size[0]), int(size[1]))
+    top, left, bh, bw = box if box is not None else (0, 0, h, w)
+    if (H, W) == (h, w):
+        return image if box is None else image[..., top:top + bh, left:left + bw]
+    y0, y1, wy0, wy1 = _linear_taps(H, h, top, top + bh, image.device)
+    x0, x1, wx0, wx1 = _linear_taps(W, w, left, left + bw, image.device)
+    src = image.as_subclass(torch.Tensor)
+
+    def rows(y: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
+        r = src.index_select(-2, y)
+        return (r.index_select(-1, x0).float().mul_(wx0) + r.index_select(-1, x1).float().mul_(wx1)).mul_(wy[:, None])
+
+    out = rows(y0, wy0).add_(rows(y1, wy1))
     if image.dtype == torch.uint8:
         out = out.add_(0.5).floor_().clamp_(0, 255).to(torch.uint8)
     else:
@@ -79,10 +94,11 @@ def resize_bilinear(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return tv_tensors.wrap(out, like=image) if isinstance(image, tv_tensors.TVTensor) else out
 
 
-def _as_mask(label: torch.Tensor) -> tv_tensors.Mask:
-    if label.ndim != 2:
-        raise ValueError(f"label must be (H, W), got shape {tuple(label.shape)}")
-    return tv_tensors.Mask(label.to(torch.int64))
+def nearest_indices(n_in: int, n_out: int, device: torch.device | None = None) -> torch.Tensor:
+    """int64 (n_out,): the source index of each output position of a nearest resize ``n_in -> n_out``,
+    exactly torch's ``interpolate(mode="nearest")`` (what torchvision uses for masks)."""
+    ramp = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in)
+    return torch.nn.functional.interpolate(ramp, size=n_out, mode="nearest").view(n_out).to(torch.int64).to(device)
 
 
 def _check_pair(image: torch.Tensor, label: torch.Tensor) -> None:
@@ -92,47 +108,6 @@ def _check_pair(image: torch.Tensor, label: torch.Tensor) -> None:
         raise ValueError(f"image {tuple(image.shape[1:])} and label {tuple(label.shape[-2:])} differ in size")
 
 
-def random_resize(image: torch.Tensor, label: torch.Tensor, *, base_size: tuple[int, int],
-                  ratio_range: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resize to fit inside base_size * r, r ~ U(ratio_range); image :func:`resize_bilinear`, label nearest."""
-    r = ratio_range[0] + float(torch.rand(())) * (ratio_range[1] - ratio_range[0])
-    target = (int(base_size[0] * r), int(base_size[1] * r))
-    size = fit_size(tuple(image.shape[-2:]), target)
-    image = resize_bilinear(image, size)
-    label = F.resize(label, list(size))  # Mask: nearest
-    return image, label
-
-
-def crop_box(label: torch.Tensor, crop_size: tuple[int, int], cat_max_ratio: float,
-             ignore_index: int = IGNORE_INDEX, tries: int = 10) -> tuple[int, int, int, int]:
-    """(top, left, h, w) of a random crop of ``label`` (H, W).
-
-    Drawn again (up to ``tries`` times, as MMSegmentation ``RandomCrop``) while one class
-    covers ``cat_max_ratio`` or more of the crop's labelled pixels; the last draw is kept.
-    """
-    H, W = label.shape[-2:]
-    ch, cw = min(crop_size[0], H), min(crop_size[1], W)
-
-    def draw() -> tuple[int, int, int, int]:
-        top = int(torch.randint(0, H - ch + 1, ()))
-        left = int(torch.randint(0, W - cw + 1, ()))
-        return top, left, ch, cw
-
-    box = draw()
-    if cat_max_ratio >= 1.0:
-        return box
-    for _ in range(tries):
-        top, left, _, _ = box
-        patch = label[..., top:top + ch, left:left + cw].reshape(-1)
-        counts = torch.bincount(patch.to(torch.int64), minlength=256)
-        counts[ignore_index] = 0
-        counts = counts[counts > 0]
-        if counts.numel() > 1 and counts.max().item() / counts.sum().item() < cat_max_ratio:
-            break
-        box = draw()
-    return box
-
-
 def pad_to(image: torch.Tensor, label: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad image (3, h, w) and label (h, w) bottom/right to at least ``size`` (h, w): image with 0, label with 255.
 
@@ -140,8 +115,8 @@ def pad_to(image: torch.Tensor, label: torch.Tensor, size: tuple[int, int]) -> t
     """
     ph, pw = max(size[0] - image.shape[-2], 0), max(size[1] - image.shape[-1], 0)
     if ph or pw:
-        image = F.pad(image, [0, 0, pw, ph], fill=0)
-        label = F.pad(label, [0, 0, pw, ph], fill=IGNORE_INDEX)
+        image = torch.nn.functional.pad(image, [0, pw, 0, ph], value=0)
+        label = torch.nn.functional.pad(label, [0, pw, 0, ph], value=IGNORE_INDEX)
     return image, label
 
 
@@ -155,37 +130,6 @@ def denormalize(image: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(MEAN, dtype=image.dtype, device=image.device).view(3, 1, 1)
     std = torch.tensor(STD, dtype=image.dtype, device=image.device).view(3, 1, 1)
     return (image * std + mean).round().clamp(0, 255).to(torch.uint8)
-
-
-class TrainTransform:
-    """The training pipeline; see the module docstring and :func:`train_transform`."""
-
-    def __init__(self, *, crop_size: tuple[int, int], base_size: tuple[int, int], ratio_range: tuple[float, float],
-                 cat_max_ratio: float, flip_prob: float, photometric: bool) -> None:
-        self.crop_size = (int(crop_size[0]), int(crop_size[1]))
-        self.base_size = (int(base_size[0]), int(base_size[1]))
-        self.ratio_range = (float(ratio_range[0]), float(ratio_range[1]))
-        self.cat_max_ratio = float(cat_max_ratio)
-        self.photometric = bool(photometric)
-        self.flip = v2.RandomHorizontalFlip(p=flip_prob)
-
-    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """image uint8 (3,H,W), label (H,W) -> float32 (3,ch,cw) normalized, int64 (ch,cw)."""
-        _check_pair(image, label)
-        img = tv_tensors.Image(image)
-        mask = _as_mask(label)
-        img, mask = random_resize(img, mask, base_size=self.base_size, ratio_range=self.ratio_range)
-        top, left, h, w = crop_box(mask, self.crop_size, self.cat_max_ratio)
-        img, mask = F.crop(img, top, left, h, w), F.crop(mask, top, left, h, w)
-        img, mask = self.flip(img, mask)
-        if self.photometric:
-            img = photometric_distortion(img.as_subclass(torch.Tensor), draw_photometric(torch.default_generator))
-        img, mask = pad_to(normalize(img.as_subclass(torch.Tensor)), mask, self.crop_size)
-        return img, mask.as_subclass(torch.Tensor)
-
-    def __repr__(self) -> str:
-        return (f"TrainTransform(crop_size={self.crop_size}, base_size={self.base_size}, ratio_range={self.ratio_range}, "
-                f"cat_max_ratio={self.cat_max_ratio}, flip_prob={self.flip.p}, photometric={self.photometric})")
 
 
 class TestTransform:
@@ -207,18 +151,6 @@ class TestTransform:
 
     def __repr__(self) -> str:
         return f"TestTransform(base_size={self.base_size}, fit={self.fit})"
-
-
-def train_transform(*, crop_size: tuple[int, int] = (512, 1024), base_size: tuple[int, int] = (1024, 2048),
-                    ratio_range: tuple[float, float] = (0.5, 2.0), cat_max_ratio: float = 0.75,
-                    flip_prob: float = 0.5, photometric: bool = True) -> TrainTransform:
-    """The SPEC training pipeline; sizes are (h, w)."""
-    if ratio_range[0] <= 0 or ratio_range[0] > ratio_range[1]:
-        raise ValueError(f"ratio_range must be 0 < low <= high, got {ratio_range}")
-    if min(crop_size) < 1 or min(base_size) < 1:
-        raise ValueError(f"crop_size {crop_size} and base_size {base_size} must be positive (h, w)")
-    return TrainTransform(crop_size=crop_size, base_size=base_size, ratio_range=ratio_range,
-                          cat_max_ratio=cat_max_ratio, flip_prob=flip_prob, photometric=photometric)
 
 
 def test_transform(*, base_size: tuple[int, int] = (1024, 2048), fit: bool = True) -> TestTransform:
