@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 from torchvision import tv_tensors
+from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from aiblib.data.facts import IGNORE_INDEX, MEAN, STD
@@ -49,49 +50,71 @@ def scale_size(size: tuple[int, int], ratio: float) -> tuple[int, int]:
     return fit_size(size, (max(1, int(h * ratio + 0.5)), max(1, int(w * ratio + 0.5))))
 
 
-def _linear_taps(n_in: int, n_out: int, start: int, stop: int,
-                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Bilinear taps of output positions ``start .. stop - 1`` of a resize ``n_in -> n_out``: source
-    indices i0, i1 (int64) and weights w0, w1 (float32), half-pixel centres, clamped at the edges
-    (torch's ``upsample_bilinear2d`` rule, in float32)."""
-    scale = torch.tensor(n_in, dtype=torch.float32) / n_out
-    src = ((torch.arange(start, stop, dtype=torch.float32) + 0.5) * scale - 0.5).clamp_(min=0)
-    i0 = src.floor().to(torch.int64).clamp_(max=n_in - 1)
-    w1 = (src - i0).clamp_(0, 1)
-    i1 = (i0 + 1).clamp_(max=n_in - 1)
-    return i0.to(device), i1.to(device), (1.0 - w1).to(device), w1.to(device)
+def resize_bilinear(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a (..., C, H, W) image to ``size`` (h, w), as OpenCV ``INTER_LINEAR``.
 
-
-def resize_bilinear(image: torch.Tensor, size: tuple[int, int],
-                    box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
-    """Bilinear resize of a (..., C, H, W) image to ``size`` (h, w), as OpenCV ``INTER_LINEAR``; with
-    ``box`` (top, left, bh, bw) only that window of the resized image, (..., C, bh, bw).
-
-    Half-pixel centres (align_corners=False), no anti-aliasing (also when downscaling). Separable, in
-    float32: each output pixel is ``wy0 * (wx0 a + wx1 b) + wy1 * (wx0 c + wx1 d)`` of its own taps, so a
-    window is bit-identical to the same pixels of the whole resize (the training pipeline resizes only
-    its crop). Within one level of torch's ``interpolate`` (which may fuse the multiply-adds).
-    uint8 input is rounded half up back to uint8; other dtypes keep theirs. The tensor subclass
-    (``tv_tensors.Image``) is kept.
+    Half-pixel centres (align_corners=False), no anti-aliasing (also when downscaling).
+    uint8 input is computed in float32 and rounded half up back to uint8 (torchvision's native
+    uint8 kernel is not used: it is off by one level at times); other dtypes keep theirs.
+    The tensor subclass (``tv_tensors.Image``) is kept.
     """
-    (H, W), (h, w) = image.shape[-2:], (int(size[0]), int(size[1]))
-    top, left, bh, bw = box if box is not None else (0, 0, h, w)
-    if (H, W) == (h, w):
-        return image if box is None else image[..., top:top + bh, left:left + bw]
-    y0, y1, wy0, wy1 = _linear_taps(H, h, top, top + bh, image.device)
-    x0, x1, wx0, wx1 = _linear_taps(W, w, left, left + bw, image.device)
-    src = image.as_subclass(torch.Tensor)
-
-    def rows(y: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
-        r = src.index_select(-2, y)
-        return (r.index_select(-1, x0).float().mul_(wx0) + r.index_select(-1, x1).float().mul_(wx1)).mul_(wy[:, None])
-
-    out = rows(y0, wy0).add_(rows(y1, wy1))
+    size = (int(size[0]), int(size[1]))
+    if tuple(image.shape[-2:]) == size:
+        return image
+    out = F.resize(image.as_subclass(torch.Tensor).float(), list(size), interpolation=InterpolationMode.BILINEAR,
+                   antialias=False)
     if image.dtype == torch.uint8:
         out = out.add_(0.5).floor_().clamp_(0, 255).to(torch.uint8)
     else:
         out = out.to(image.dtype)
     return tv_tensors.wrap(out, like=image) if isinstance(image, tv_tensors.TVTensor) else out
+
+
+def _opencv_taps(n_in: int, n_out: int, start: int, stop: int, *, clamp: bool,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """OpenCV ``INTER_LINEAR``'s fixed-point taps of output positions ``start .. stop - 1`` of ``n_in -> n_out``:
+    source indices i0, i1 (int64, clipped to the image) and int32 weights w0, w1 (``cvRound(2048 * (1 - f))``,
+    ``cvRound(2048 * f)``). ``clamp`` (columns): an edge column takes one source pixel (f = 0); rows keep f."""
+    scale = 1.0 / (n_out / n_in)
+    f = ((torch.arange(start, stop, dtype=torch.float64) + 0.5) * scale - 0.5).to(torch.float32)
+    i = f.floor()
+    f = f - i
+    i = i.to(torch.int64)
+    if clamp:
+        f = f.masked_fill((i < 0) | (i >= n_in - 1), 0.0)
+        i = i.clamp(0, n_in - 1)
+    w0, w1 = ((1.0 - f) * 2048).round(), (f * 2048).round()
+    i0, i1 = i.clamp(0, n_in - 1), (i + 1).clamp(0, n_in - 1)
+    return i0.to(device), i1.to(device), w0.to(torch.int32).to(device), w1.to(torch.int32).to(device)
+
+
+def resize_opencv(image: torch.Tensor, size: tuple[int, int],
+                  box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+    """uint8 (..., C, H, W) resized to ``size`` (h, w) exactly as ``cv2.resize(..., INTER_LINEAR)`` (OpenCV's
+    vectorised 8-bit path); with ``box`` (top, left, bh, bw) only that window, (..., C, bh, bw).
+
+    Integer arithmetic, as OpenCV: columns ``a0 * p0 + a1 * p1`` (11-bit weights), then rows
+    ``((b0 * (r0 >> 4)) >> 16) + ((b1 * (r1 >> 4)) >> 16) + 2 >> 2``. Bit-identical to OpenCV 5.0 and on any
+    device (``tests/test_augment.py`` compares it with cv2 at several up- and down-scales); a window is the
+    window of the whole resize.
+    """
+    if image.dtype != torch.uint8:
+        raise ValueError(f"resize_opencv takes uint8 images, got {image.dtype}")
+    (H, W), (h, w) = image.shape[-2:], (int(size[0]), int(size[1]))
+    top, left, bh, bw = box if box is not None else (0, 0, h, w)
+    if (H, W) == (h, w):
+        return image[..., top:top + bh, left:left + bw]
+    y0, y1, b0, b1 = _opencv_taps(H, h, top, top + bh, clamp=False, device=image.device)
+    x0, x1, a0, a1 = _opencv_taps(W, w, left, left + bw, clamp=True, device=image.device)
+    src = image.as_subclass(torch.Tensor)
+
+    def rows(y: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # int32 (..., C, bh, bw)
+        r = src.index_select(-2, y)
+        r = r.index_select(-1, x0).to(torch.int32).mul_(a0).add_(r.index_select(-1, x1).to(torch.int32).mul_(a1))
+        return r.bitwise_right_shift_(4).mul_(b[:, None]).bitwise_right_shift_(16)
+
+    out = rows(y0, b0).add_(rows(y1, b1)).add_(2).bitwise_right_shift_(2)
+    return out.clamp_(0, 255).to(torch.uint8)
 
 
 def nearest_indices(n_in: int, n_out: int, device: torch.device | None = None) -> torch.Tensor:
