@@ -103,3 +103,14 @@ def test_draws_follow_mmsegs_probabilities_and_ranges() -> None:
     assert all(0.5 <= d.saturation <= 1.5 for d in draws if d.saturation is not None)
     hues = {d.hue for d in draws if d.hue is not None}
     assert min(hues) == -18 and max(hues) == 17  # randint(-18, 18): 18 excluded
+
+
+@pytest.mark.parametrize("width", [512, 200])  # 512: cv2's HSV2RGB; 200: the tensor version (cv2 would round its tail)
+def test_the_cpu_version_on_hwc_arrays_is_bit_identical(width: int) -> None:
+    assert P.cv2_hsv_matches()  # this machine's OpenCV computes HSV2RGB as hsv8_to_rgb
+    for i, d in enumerate(DRAWS):
+        image = _image(20 + i, w=width)
+        hwc = np.ascontiguousarray(image.permute(1, 2, 0).numpy())
+        out = P.photometric_distortion_hwc(hwc, d)
+        assert out.dtype == np.uint8 and out.shape == hwc.shape
+        assert np.array_equal(out, P.photometric_distortion(image, d).permute(1, 2, 0).numpy()), d

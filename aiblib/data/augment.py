@@ -29,7 +29,12 @@ import numpy as np
 import torch
 
 from aiblib.data.facts import IGNORE_INDEX
-from aiblib.data.photometric import PhotometricDraws, draw_photometric, photometric_distortion
+from aiblib.data.photometric import (
+    PhotometricDraws,
+    draw_photometric,
+    photometric_distortion,
+    photometric_distortion_hwc,
+)
 from aiblib.data.transforms import fit_size, nearest_indices, normalize, pad_to, resize_opencv
 
 __all__ = ["AugmentDraws", "draw_crop", "draw_augment", "crop_label", "geometry", "apply_augment", "apply_batch",
@@ -95,37 +100,41 @@ def draw_augment(label: torch.Tensor, *, crop_size: tuple[int, int], base_size: 
     return AugmentDraws(size, box, flip, draw_photometric(generator) if photometric else None)
 
 
-def _cv2_resize_crop(image: torch.Tensor, size: tuple[int, int], box: tuple[int, int, int, int]) -> torch.Tensor:
-    """uint8 (3, H, W) on the CPU -> (3, bh, bw): ``cv2.resize`` of the whole image (HWC), then the box."""
-    hwc = image.permute(1, 2, 0).numpy()  # torchvision's decoders return CHW views of HWC memory: no copy
-    if tuple(hwc.shape[:2]) != tuple(size):
-        hwc = cv2.resize(np.ascontiguousarray(hwc), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-    top, left, h, w = box
-    return torch.from_numpy(np.ascontiguousarray(hwc[top:top + h, left:left + w])).permute(2, 0, 1)
-
-
-def geometry(image: torch.Tensor, label: torch.Tensor, draws: AugmentDraws, *,
-             opencv: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resize, crop and flip: image uint8 (3, H, W), label (H, W) -> uint8 (3, h, w), label (h, w) of the box.
-
-    The image is resized as ``cv2.resize(INTER_LINEAR)``: with ``opencv`` by cv2 itself (CPU only: the whole
-    image, then the box; fastest there), else by :func:`resize_opencv` on the box's pixels only (any device);
-    the two are bit-identical.
-    """
-    image = _cv2_resize_crop(image, draws.size, draws.box) if opencv else resize_opencv(image, draws.size, draws.box)
+def geometry(image: torch.Tensor, label: torch.Tensor, draws: AugmentDraws) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resize, crop and flip on any device: image uint8 (3, H, W), label (H, W) -> uint8 (3, h, w), label (h, w)
+    of the box; the image resized by :func:`resize_opencv` on the box's pixels only."""
+    image = resize_opencv(image, draws.size, draws.box)
     label = crop_label(label, draws.size, draws.box)
     if draws.flip:
         image, label = image.flip(-1), label.flip(-1)
     return image, label
 
 
+def _geometry_hwc(image: torch.Tensor, label: torch.Tensor, draws: AugmentDraws) -> tuple[np.ndarray, torch.Tensor]:
+    """:func:`geometry` on the CPU with cv2: ``cv2.resize`` of the whole image (bit-identical to
+    :func:`resize_opencv`, and faster there), then crop and flip in one copy: uint8 RGB (h, w, 3), label (h, w)."""
+    hwc = image.permute(1, 2, 0).numpy()  # torchvision's decoders return CHW views of HWC memory: no copy
+    if tuple(hwc.shape[:2]) != tuple(draws.size):
+        hwc = cv2.resize(np.ascontiguousarray(hwc), (draws.size[1], draws.size[0]), interpolation=cv2.INTER_LINEAR)
+    top, left, h, w = draws.box
+    hwc, label = hwc[top:top + h, left:left + w], crop_label(label, draws.size, draws.box)
+    if draws.flip:
+        hwc, label = hwc[:, ::-1], label.flip(-1)
+    return np.ascontiguousarray(hwc), label
+
+
 def apply_augment(image: torch.Tensor, label: torch.Tensor, draws: AugmentDraws,
                   crop_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One image on the CPU: uint8 (3, H, W), label (H, W) -> float32 (3, ch, cw) normalized, int64 (ch, cw)."""
-    image, label = geometry(image, label, draws, opencv=True)
+    """One image on the CPU: uint8 (3, H, W), label (H, W) -> float32 (3, ch, cw) normalized, int64 (ch, cw).
+
+    OpenCV and lookup tables on the HWC crop (:func:`_geometry_hwc`,
+    :func:`aiblib.data.photometric.photometric_distortion_hwc`), then normalize and pad: bit-identical to
+    :func:`apply_batch`'s tensor ops.
+    """
+    hwc, label = _geometry_hwc(image, label, draws)
     if draws.photometric is not None:
-        image = photometric_distortion(image, draws.photometric)
-    return pad_to(normalize(image), label.to(torch.int64), crop_size)
+        hwc = photometric_distortion_hwc(hwc, draws.photometric)
+    return pad_to(normalize(torch.from_numpy(hwc).permute(2, 0, 1).contiguous()), label.to(torch.int64), crop_size)
 
 
 def apply_batch(images: list[torch.Tensor], labels: list[torch.Tensor], draws: list[AugmentDraws],

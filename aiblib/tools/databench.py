@@ -9,9 +9,9 @@ augmentation (:class:`aiblib.data.augment.TrainTransform`, seed = round) and run
   of the whole image and the crop; label crop; flip; photometric distortion on uint8 tensors; normalize; pad);
 - ``aiblib, augment_on device``: what stays in a worker: decoding and the draws;
 - ``MMSeg steps``: ``cv2.imdecode`` (mmcv's cv2 backend), then MMSeg's ``RandomResize`` (cv2.resize
-  ``INTER_LINEAR`` image, ``INTER_NEAREST`` label), ``RandomCrop`` (one ``np.unique`` class check of the crop),
-  ``RandomFlip``, ``PhotoMetricDistortion`` (float32 numpy and cv2 HSV) and ``PackSegInputs``' HWC -> CHW,
-  written with cv2/numpy as MMSeg does them, with the same draws (size, crop box, flip, photometric).
+  ``INTER_LINEAR`` image, ``INTER_NEAREST`` label), ``RandomCrop`` (its ``np.unique`` class checks, up to 10
+  draws), ``RandomFlip``, ``PhotoMetricDistortion`` (float32 numpy and cv2 HSV) and ``PackSegInputs``' HWC -> CHW,
+  written with cv2/numpy as MMSeg does them, with the same size, flip and photometric draws.
 
 Each is also timed without decoding ("after decoding"). Times are means over the rounds, in one thread
 (torch and cv2); images/s is per worker process, and the workers for a rate are ``ceil(rate / that)``.
@@ -69,16 +69,33 @@ def _mmseg_photometric(img: np.ndarray, d: PhotometricDraws) -> np.ndarray:
     return img
 
 
-def mmseg_pipeline(img: np.ndarray, seg: np.ndarray, draws) -> tuple[np.ndarray, np.ndarray]:
+def _mmseg_crop(seg: np.ndarray, crop: tuple[int, int], rng: np.random.RandomState,
+                cat_max_ratio: float = 0.75) -> tuple[int, int, int, int]:
+    """MMSeg ``RandomCrop``'s box: drawn again (up to 10 times) while one class covers ``cat_max_ratio`` or more."""
+    def draw() -> tuple[int, int, int, int]:
+        top = rng.randint(0, max(seg.shape[0] - crop[0], 0) + 1)
+        left = rng.randint(0, max(seg.shape[1] - crop[1], 0) + 1)
+        return top, left, crop[0], crop[1]
+
+    box = draw()
+    for _ in range(10):
+        labels, counts = np.unique(seg[box[0]:box[0] + crop[0], box[1]:box[1] + crop[1]], return_counts=True)
+        counts = counts[labels != 255]
+        if len(counts) > 1 and np.max(counts) / np.sum(counts) < cat_max_ratio:
+            break
+        box = draw()
+    return box
+
+
+def mmseg_pipeline(img: np.ndarray, seg: np.ndarray, draws, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """MMSeg's RandomResize -> RandomCrop -> RandomFlip -> PhotoMetricDistortion -> HWC->CHW on uint8 BGR
-    (H, W, 3) and (H, W), with ``draws`` (an :class:`aiblib.data.AugmentDraws`): (3, h, w) and (h, w)."""
+    (H, W, 3) and (H, W), with ``draws`` (an :class:`aiblib.data.AugmentDraws`) for the size, flip and
+    photometric values; the crop is drawn as MMSeg does (``np.unique`` class checks, RandomState(``seed``)):
+    (3, h, w) and (h, w)."""
     h, w = draws.size
     img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
     seg = cv2.resize(seg, (w, h), interpolation=cv2.INTER_NEAREST)
-    top, left, ch, cw = draws.box
-    labels, counts = np.unique(seg[top:top + ch, left:left + cw], return_counts=True)  # RandomCrop's class check
-    counts = counts[labels != 255]
-    _ = len(counts) > 1 and np.max(counts) / np.sum(counts) < 0.75
+    top, left, ch, cw = _mmseg_crop(seg, draws.box[2:], np.random.RandomState(seed))
     img, seg = img[top:top + ch, left:left + cw], seg[top:top + ch, left:left + cw]
     if draws.flip:
         img, seg = np.flip(img, axis=1), np.flip(seg, axis=1)
@@ -102,7 +119,7 @@ def _round(files: tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray], tf,
     t3 = time.perf_counter()
     img, seg = cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.imdecode(buf_label, cv2.IMREAD_UNCHANGED)
     t4 = time.perf_counter()
-    mmseg_pipeline(img, seg, draws)
+    mmseg_pipeline(img, seg, draws, seed)
     t5 = time.perf_counter()
     out["aiblib"], out["aiblib transform"] = t2 - t0, t2 - t1
     out["aiblib device: worker"] = t3 - t2
