@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import cv2
 import numpy as np
@@ -130,6 +131,13 @@ def _round(files: tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray], tf,
 def data_rows(*, size: tuple[int, int] = (1024, 2048), crop: tuple[int, int] = (512, 1024), rounds: int = 10,
               warmup: int = 1) -> list[dict]:
     """The rows of the data table (module docstring): mean seconds per image of each pipeline over ``rounds``."""
+    with warnings.catch_warnings():
+        # torchvision 0.29 announces that torchcodec will take over image decoding; it still works
+        warnings.filterwarnings("ignore", message="The image decoding and encoding", category=DeprecationWarning)
+        return _data_rows(size, crop, rounds, warmup)
+
+
+def _data_rows(size: tuple[int, int], crop: tuple[int, int], rounds: int, warmup: int) -> list[dict]:
     image, label = scene(size)
     png, png_label = encode_png(image), encode_png(label[None])
     buf, buf_label = np.frombuffer(png.numpy().tobytes(), np.uint8), np.frombuffer(png_label.numpy().tobytes(), np.uint8)
