@@ -83,3 +83,17 @@ def test_mmseg_pipeline_written_out_matches_ours_for_the_same_draws():
     assert torch.equal(T.denormalize(ours)[:, :mm_image.shape[1], :mm_image.shape[2]],
                        torch.from_numpy(mm_image[::-1].copy()))
     assert torch.equal(our_label[:mm_label.shape[0], :mm_label.shape[1]], torch.from_numpy(mm_label).long())
+
+
+def test_bench_data_prints_the_data_table(capsys):
+    from aiblib.cli.bench import main as bench_main
+
+    threads = torch.get_num_threads()
+    try:
+        assert bench_main(["--data", "--data-size", "64x128", "--data-crop", "32x64", "--rounds", "1",
+                           "--warmup", "0"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "one thread" in out and "| aiblib | decode (torchvision.io)" in out and "| mmseg |" in out
+    assert bench_main(["--data", "--rounds", "0"]) == 2
