@@ -58,6 +58,8 @@ def crop_label(label: torch.Tensor, size: tuple[int, int], box: tuple[int, int, 
     top, left, h, w = box
     rows = nearest_indices(label.shape[-2], size[0], label.device)[top:top + h]
     cols = nearest_indices(label.shape[-1], size[1], label.device)[left:left + w]
+    if label.device.type == "cpu":  # numpy's take is ~5x faster there; the same gather
+        return torch.from_numpy(np.take(np.take(label.numpy(), rows.numpy(), axis=0), cols.numpy(), axis=1))
     return label.index_select(-2, rows).index_select(-1, cols)
 
 
@@ -119,7 +121,7 @@ def _geometry_hwc(image: torch.Tensor, label: torch.Tensor, draws: AugmentDraws)
     top, left, h, w = draws.box
     hwc, label = hwc[top:top + h, left:left + w], crop_label(label, draws.size, draws.box)
     if draws.flip:
-        hwc, label = hwc[:, ::-1], label.flip(-1)
+        return cv2.flip(hwc, 1), label.flip(-1)
     return np.ascontiguousarray(hwc), label
 
 
