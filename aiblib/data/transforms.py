@@ -1,7 +1,8 @@
 """Resizing, normalisation, padding and the test transform of SPEC section 3.
 
 The training pipeline (random resize, crop, flip, photometric distortion) is
-:mod:`aiblib.data.augment`, built on :func:`resize_bilinear` and :func:`nearest_indices` here.
+:mod:`aiblib.data.augment`, built on :func:`resize_opencv` (OpenCV's ``INTER_LINEAR`` bit for bit, on a
+crop window if asked) and :func:`nearest_indices` here.
 Test: resize the image to fit inside ``base_size`` keeping the ratio; the label keeps its
 original size (logits are resized to it for scoring). With ``fit=False`` (multi-scale /
 flip test-time augmentation) the image keeps its original size: MMSegmentation's TTA
@@ -9,8 +10,9 @@ resizes the *original* image by each ratio (see :func:`scale_size`; done by
 ``aiblib.evaluation.inference.predict``).
 
 Images are resized as OpenCV ``INTER_LINEAR`` (the reference's resize): bilinear with
-half-pixel centres and no anti-aliasing, also when downscaling; uint8 images are computed
-in float and rounded half up (:func:`resize_bilinear`). Labels are only ever resampled with
+half-pixel centres and no anti-aliasing, also when downscaling. The test transform computes it in
+float and rounds half up (:func:`resize_bilinear`, within one level of OpenCV's 11-bit fixed point);
+the training pipeline uses :func:`resize_opencv`, OpenCV's own arithmetic. Labels are only ever resampled with
 nearest neighbour and padded with 255.
 
 The test transform is a callable ``(image, label) -> (image, label)``: image uint8 (3, H, W)
