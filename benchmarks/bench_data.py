@@ -36,8 +36,17 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
-from aiblib.data import CLASSES, IGNORE_INDEX, NUM_CLASSES, build_dataset, decode_image, decode_label, synth
-from aiblib.data import transforms as T
+from aiblib.data import (
+    CLASSES,
+    IGNORE_INDEX,
+    NUM_CLASSES,
+    build_dataset,
+    decode_image,
+    decode_label,
+    synth,
+    test_transform,
+    train_transform,
+)
 from aiblib.evaluation import confusion_matrix, metrics_from_confusion
 from aiblib.tools import prepare
 
@@ -58,7 +67,7 @@ def bench_generator(tmp: Path, n: int, size: tuple[int, int], workers: int) -> d
 
 def bench_loader(root: Path, base: tuple[int, int], crop: tuple[int, int], workers: int, batches: int,
                  batch_size: int = 2) -> dict:
-    ds = build_dataset("cityscapes", root, "train", T.train_transform(crop_size=crop, base_size=base))
+    ds = build_dataset("cityscapes", root, "train", train_transform(crop_size=crop, base_size=base))
     torch.manual_seed(0)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True,
                         persistent_workers=False)
@@ -92,7 +101,7 @@ def bench_pipeline(tmp: Path, n: int = 6, rounds: int = 3) -> list[dict]:
     root = tmp / "cs-1024x2048"
     synth.generate(root, n_train=n, n_val=0, size=(1024, 2048), seed=0, domains=("cityscapes",), workers=1)
     prepare(root, verbose=False, splits=("train",))
-    transform = T.train_transform(crop_size=(512, 1024), base_size=(1024, 2048))
+    transform = train_transform(crop_size=(512, 1024), base_size=(1024, 2048))
     ds = build_dataset("cityscapes", root, "train", transform)
     pairs = [(ds.files[i][0], ds.files[i][1]) for i in range(len(ds))]
     decoded = [(decode_image(a), decode_label(b)) for a, b in pairs]
@@ -154,7 +163,7 @@ def miou(model: nn.Module, ds, max_items: int = 100) -> float:
 def gap_experiment(root: Path, iters: int, train_on: str, size: tuple[int, int]) -> dict:
     torch.manual_seed(0)
     crop = (size[0] // 2, size[1] // 2)
-    train = build_dataset(train_on, root, "train", T.train_transform(crop_size=crop, base_size=size))
+    train = build_dataset(train_on, root, "train", train_transform(crop_size=crop, base_size=size))
     loader = DataLoader(train, batch_size=8, shuffle=True, num_workers=1, drop_last=True)
     model = tiny_cnn()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
@@ -173,7 +182,7 @@ def gap_experiment(root: Path, iters: int, train_on: str, size: tuple[int, int])
             if step >= iters:
                 break
     result = {"train_on": train_on, "iters": iters, "train_s": time.perf_counter() - start, "final_loss": float(loss.detach())}
-    test = T.test_transform(base_size=size)
+    test = test_transform(base_size=size)
     for name in synth.DOMAINS:
         result[name] = miou(model, build_dataset(name, root, "val", test))
     return result

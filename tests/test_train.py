@@ -268,3 +268,22 @@ def test_bench_prints_the_table(capsys):
     table = capsys.readouterr().out.split("\n\n")[-1].strip().splitlines()
     assert table[0].startswith("| device | depth | attn | mode |") and len(table) == 2 + 2
     assert "| cpu | R18 | on | fp32 | 32x32 x 2 |" in table[2] and "(4)" in table[2] and "(1)" in table[3]
+
+
+@pytest.mark.slow
+def test_augmenting_on_the_device_trains_on_the_same_batches(synthetic_root, tmp_path):
+    # augment_on device: the workers decode and draw, the loop applies the draws as batched ops; on the CPU
+    # the batches are bit-identical, so two iterations give the same losses and the same weights
+    from aiblib.training import train
+
+    logs = {}
+    for where in ("cpu", "device"):
+        cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / where, iterations=2, checkpoint_interval=0,
+                                               augment_on=where, num_workers=1 if where == "device" else 0))
+        logs[where] = read_log(train(cfg), "train")
+    assert list(logs["cpu"]["loss"]) == list(logs["device"]["loss"])
+    a = read_checkpoint(tmp_path / "cpu" / "checkpoints" / "last.pth")["model"]
+    b = read_checkpoint(tmp_path / "device" / "checkpoints" / "last.pth")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="augment_on"):
+        load_config(None, {"augment_on": "gpu"})

@@ -10,6 +10,11 @@ the same computation, so only fp32, bf16, channels_last and compiled are run. Fo
 
     flock /tmp/aibr-cpu.lock python -m aiblib bench --depths 18 --attention on --test-size 256x512
     python -m aiblib bench --device cuda --depths 50 --crop 512x1024 --test-size 1024x2048
+
+With ``--data`` it prints the training data pipeline's table instead (:mod:`aiblib.tools.databench`): per image
+at Cityscapes size, one thread, this project's pipeline beside MMSegmentation's steps written with cv2/numpy::
+
+    python -m aiblib bench --data --rounds 20
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ import argparse
 import json
 from pathlib import Path
 
+import cv2
 import torch
 
 from aiblib.cli.common import command, fail, parse_size
 from aiblib.model import ModelConfig
-from aiblib.tools import MODES, compare_modes, default_modes, format_table
+from aiblib.tools import MODES, compare_modes, data_rows, default_modes, format_data_table, format_table
 
 SAME_WITHOUT_ATTENTION = ("reference", "looped", "batched")   # one computation when there is no mask
 
@@ -55,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--iters", type=int, default=3, help="timed rounds; each runs every mode once")
     parser.add_argument("--narrow", action="store_true", help="CPU-sized heads (aspp 128, skip 24, aux 64)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--data", action="store_true",
+                        help="time the training data pipeline (one thread) beside MMSegmentation's, not the model")
+    parser.add_argument("--data-size", default="1024x2048", metavar="HxW", help="--data: image size (default 1024x2048)")
+    parser.add_argument("--data-crop", default="512x1024", metavar="HxW", help="--data: crop size (default 512x1024)")
+    parser.add_argument("--rounds", type=int, default=10, help="--data: timed images (default 10)")
     return parser
 
 
@@ -63,9 +74,11 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     args = _parser().parse_args(argv)
     args.crop = parse_size(args.crop, option="--crop")
     args.test_size = parse_size(args.test_size, option="--test-size")
+    args.data_size = parse_size(args.data_size, option="--data-size")
+    args.data_crop = parse_size(args.data_crop, option="--data-crop")
     for option, value, least in (("--batch", args.batch, 1), ("--samples", args.samples, 1),
                                  ("--iters", args.iters, 1), ("--warmup", args.warmup, 0),
-                                 ("--threads", args.threads, 0)):
+                                 ("--threads", args.threads, 0), ("--rounds", args.rounds, 1)):
         if value < least:
             raise ValueError(f"{option} {value}: expected at least {least}")
     for depth in args.depths:
@@ -87,12 +100,28 @@ def _modes(args: argparse.Namespace, device: torch.device, attention: bool) -> l
     return modes
 
 
+def _data_table(args: argparse.Namespace) -> int:
+    """``--data``: the data pipeline's table, one thread for torch and cv2."""
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    print(f"# aiblib bench --data: torch {torch.__version__}, OpenCV {cv2.__version__}, one thread; mean of "
+          f"{args.rounds} images (each pipeline with the same draws) after {args.warmup} warm-up", flush=True)
+    rows = data_rows(size=args.data_size, crop=args.data_crop, rounds=args.rounds, warmup=args.warmup)
+    print()
+    print(format_data_table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
 @command
 def main(argv: list[str]) -> int:
     try:
         args = _arguments(argv)
     except ValueError as exc:
         return fail(exc)
+    if args.data:
+        return _data_table(args)
     device = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) or args.device == "cuda" else "cpu")
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -65,6 +65,7 @@ class Config(ModelConfig):
     cat_max_ratio: float = _f(0.75, "a crop is redrawn (up to 10 times) while one class covers more than this")
     flip_prob: float = _f(0.5, "horizontal flip probability")
     photometric: bool = _f(True, "photometric distortion in training")
+    augment_on: str = _f("cpu", "where the training augmentation runs: 'cpu' (DataLoader workers) | 'device' (resize, crop, flip, photometric and normalization batched on the training device; decoding and the random draws stay in the workers; the same draws either way)")
     images_per_iteration: int = _f(8, "images per training iteration, all processes together (the reference: 2 per GPU x 4 GPUs = 8); split evenly across processes")
     num_workers: int = _f(2, "DataLoader worker processes per process")
     # --- schedule ---
@@ -113,6 +114,7 @@ class Config(ModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_choice("amp", self.amp, ("auto", "bf16", "off"))
+        _check_choice("augment_on", self.augment_on, ("cpu", "device"))
         _check_choice("channels_last", self.channels_last, ("auto", True, False))
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))
         _check_choice("eval_mode", self.eval_mode, ("whole", "slide"))
@@ -184,7 +186,7 @@ MODEL_KEYS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 CONFIG_KEYS = frozenset(f.name for f in dataclasses.fields(Config))
 # keys that may change when a run is resumed (everything else must match the saved config.yaml)
 RUNTIME_KEYS = (
-    "iterations", "val_interval", "checkpoint_interval", "log_interval", "num_workers", "device",
+    "iterations", "val_interval", "checkpoint_interval", "log_interval", "num_workers", "device", "augment_on",
     "threads", "progress", "resume", "data_root", "camvid_root", "runs_root", "name", "run_dir", "eval_mode",
     "slide_crop", "slide_stride", "tta_scales", "tta_flip", "eval_seed", "export_count", "test_samples",
     "val_dataset", "val_split", "pretrained", "amp", "channels_last", "compile", "sync_bn", "deterministic_algorithms",

@@ -1,6 +1,7 @@
 """The data: shared facts (:mod:`.facts`), dataset files (:mod:`.files`), datasets (:mod:`.datasets`),
 CamVid's folder, domains and 11-class scoring (:mod:`.camvid`),
-transforms (:mod:`.transforms`), the synthetic generator (the package :mod:`.synth`) and notebook 05's
+transforms (:mod:`.transforms`), the training augmentation (:mod:`.augment`, with
+:mod:`.photometric`), the synthetic generator (the package :mod:`.synth`) and notebook 05's
 corruptions (:mod:`.corruptions`, imported by its own path: it loads imagecorruptions and scikit-image).
 
 Floor 2: imports only ``aiblib.errors``, ``aiblib.paths`` and ``aiblib.model``.
@@ -8,6 +9,7 @@ Floor 2: imports only ``aiblib.errors``, ``aiblib.paths`` and ``aiblib.model``.
 
 from __future__ import annotations
 
+from aiblib.data.augment import AugmentDraws, apply_batch, collate_drawn, train_transform
 from aiblib.data.camvid import camvid_confusion, camvid_files, camvid_train_ids, check_camvid_root, read_camvid_label
 from aiblib.data.datasets import CamVidDataset, ConcatSegmentationDataset, SegmentationDataset, build_dataset
 from aiblib.data.facts import (
@@ -52,7 +54,8 @@ from aiblib.data.files import (
     nightcity_files,
     require_pairs,
 )
-from aiblib.data.transforms import TestTransform, denormalize, scale_size, test_transform, train_transform
+from aiblib.data.photometric import PhotometricDraws
+from aiblib.data.transforms import TestTransform, denormalize, scale_size, test_transform
 
 __all__ = [
     "CLASSES", "PALETTE", "NUM_CLASSES", "IGNORE_INDEX", "MEAN", "STD", "DATASETS", "SPLITS", "FOLDERS",
@@ -64,4 +67,5 @@ __all__ = [
     "CamVidSplit", "CAMVID_SPLITS", "camvid_train_ids", "read_camvid_label", "check_camvid_root", "camvid_files",
     "camvid_confusion",
     "TestTransform", "denormalize", "scale_size", "test_transform", "train_transform",
+    "AugmentDraws", "PhotometricDraws", "apply_batch", "collate_drawn",
 ]

@@ -43,7 +43,9 @@ class SegmentationDataset(Dataset):
 
     Args:
         files: list of (image_path, label_path).
-        transform: ``(image_uint8 (3,H,W), label (H,W)) -> (image, label)`` or None.
+        transform: ``(image_uint8 (3,H,W), label (H,W)) -> (image, label)``, or a dict of the item's
+            fields (``{"image", "label", "draws"}`` of :func:`aiblib.data.augment.train_transform` with
+            ``draw_only``), or None.
         on_error: "raise" (DataError naming the file) or "skip" (warn, use the next good item).
         name: dataset name for messages.
     """
@@ -96,9 +98,11 @@ class SegmentationDataset(Dataset):
                 self.bad.add(i)
                 warnings.warn(f"skipping {self.files[i][0].name}: {exc}", stacklevel=2)
                 continue
+            item = {"image": image, "label": label}
             if self.transform is not None:
-                image, label = self.transform(image, label)
-            return {"image": image, "label": label, "name": _stem(self.files[i][0])}
+                out = self.transform(image, label)
+                item = dict(out) if isinstance(out, dict) else {"image": out[0], "label": out[1]}
+            return {**item, "name": _stem(self.files[i][0])}
         raise DataError(f"every file of dataset {self.name!r} failed to load")
 
 

@@ -1,12 +1,8 @@
-"""Joint image/label transforms of SPEC section 3 (torchvision transforms v2, ``tv_tensors.Mask``).
+"""Resizing, normalisation, padding and the test transform of SPEC section 3.
 
-Training (per image): random resize to fit inside ``base_size * r``, r ~ U(ratio_range),
-keeping the aspect ratio -> random crop ``crop_size`` re-drawn (up to 10 times) until no
-class covers more than ``cat_max_ratio`` of the crop's labelled pixels -> horizontal flip
--> photometric distortion (MMSegmentation ``PhotoMetricDistortion`` semantics, on uint8
-values: each step clipped to 0..255 and truncated) -> normalize -> pad to ``crop_size``
-(image 0.0 after normalization, i.e. the mean colour; label 255), the reference's order
-(MMSeg's data preprocessor normalizes, then pads).
+The training pipeline (random resize, crop, flip, photometric distortion) is
+:mod:`aiblib.data.augment`, built on :func:`resize_opencv` (OpenCV's ``INTER_LINEAR`` bit for bit, on a
+crop window if asked) and :func:`nearest_indices` here.
 Test: resize the image to fit inside ``base_size`` keeping the ratio; the label keeps its
 original size (logits are resized to it for scoring). With ``fit=False`` (multi-scale /
 flip test-time augmentation) the image keeps its original size: MMSegmentation's TTA
@@ -14,23 +10,22 @@ resizes the *original* image by each ratio (see :func:`scale_size`; done by
 ``aiblib.evaluation.inference.predict``).
 
 Images are resized as OpenCV ``INTER_LINEAR`` (the reference's resize): bilinear with
-half-pixel centres and no anti-aliasing, also when downscaling; uint8 images are computed
-in float and rounded half up (:func:`resize_bilinear`).
+half-pixel centres and no anti-aliasing, also when downscaling. The test transform computes it in
+float and rounds half up (:func:`resize_bilinear`: within one level of OpenCV's 11-bit fixed point, ~13 % of
+the values one level off at the sizes tried);
+the training pipeline uses :func:`resize_opencv`, OpenCV's own arithmetic. Labels are only ever resampled with
+nearest neighbour and padded with 255.
 
-Labels are only ever resampled with nearest neighbour (v2 does so for ``Mask``) and
-padded with 255. All randomness comes from torch's global RNG (``torch.manual_seed``;
-DataLoader workers are seeded from it), so a seeded run repeats.
-
-Both transforms are callables ``(image, label) -> (image, label)``: image uint8 (3, H, W)
-RGB, label (H, W) integer trainIds; they return a float32 (3, h, w) normalized image and
-an int64 (h, w) label.
+The test transform is a callable ``(image, label) -> (image, label)``: image uint8 (3, H, W)
+RGB, label (H, W) integer trainIds; it returns a float32 (3, h, w) normalized image and
+an int64 (H, W) label.
 """
 
 from __future__ import annotations
 
 import torch
 from torchvision import tv_tensors
-from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from aiblib.data.facts import IGNORE_INDEX, MEAN, STD
@@ -78,10 +73,58 @@ def resize_bilinear(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return tv_tensors.wrap(out, like=image) if isinstance(image, tv_tensors.TVTensor) else out
 
 
-def _as_mask(label: torch.Tensor) -> tv_tensors.Mask:
-    if label.ndim != 2:
-        raise ValueError(f"label must be (H, W), got shape {tuple(label.shape)}")
-    return tv_tensors.Mask(label.to(torch.int64))
+def _opencv_taps(n_in: int, n_out: int, start: int, stop: int, *, clamp: bool,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """OpenCV ``INTER_LINEAR``'s fixed-point taps of output positions ``start .. stop - 1`` of ``n_in -> n_out``:
+    source indices i0, i1 (int64, clipped to the image) and int32 weights w0, w1 (``cvRound(2048 * (1 - f))``,
+    ``cvRound(2048 * f)``). ``clamp`` (columns): an edge column takes one source pixel (f = 0); rows keep f."""
+    scale = 1.0 / (n_out / n_in)
+    f = ((torch.arange(start, stop, dtype=torch.float64) + 0.5) * scale - 0.5).to(torch.float32)
+    i = f.floor()
+    f = f - i
+    i = i.to(torch.int64)
+    if clamp:
+        f = f.masked_fill((i < 0) | (i >= n_in - 1), 0.0)
+        i = i.clamp(0, n_in - 1)
+    w0, w1 = ((1.0 - f) * 2048).round(), (f * 2048).round()
+    i0, i1 = i.clamp(0, n_in - 1), (i + 1).clamp(0, n_in - 1)
+    return i0.to(device), i1.to(device), w0.to(torch.int32).to(device), w1.to(torch.int32).to(device)
+
+
+def resize_opencv(image: torch.Tensor, size: tuple[int, int],
+                  box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+    """uint8 (..., C, H, W) resized to ``size`` (h, w) exactly as ``cv2.resize(..., INTER_LINEAR)`` (OpenCV's
+    vectorised 8-bit path); with ``box`` (top, left, bh, bw) only that window, (..., C, bh, bw).
+
+    Integer arithmetic, as OpenCV: columns ``a0 * p0 + a1 * p1`` (11-bit weights), then rows
+    ``((b0 * (r0 >> 4)) >> 16) + ((b1 * (r1 >> 4)) >> 16) + 2 >> 2``. Bit-identical to OpenCV 5.0 and on any
+    device (``tests/test_augment.py`` compares it with cv2 at several up- and down-scales); a window is the
+    window of the whole resize.
+    """
+    if image.dtype != torch.uint8:
+        raise ValueError(f"resize_opencv takes uint8 images, got {image.dtype}")
+    (H, W), (h, w) = image.shape[-2:], (int(size[0]), int(size[1]))
+    top, left, bh, bw = box if box is not None else (0, 0, h, w)
+    if (H, W) == (h, w):
+        return image[..., top:top + bh, left:left + bw]
+    y0, y1, b0, b1 = _opencv_taps(H, h, top, top + bh, clamp=False, device=image.device)
+    x0, x1, a0, a1 = _opencv_taps(W, w, left, left + bw, clamp=True, device=image.device)
+    src = image.as_subclass(torch.Tensor)
+
+    def rows(y: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # int32 (..., C, bh, bw)
+        r = src.index_select(-2, y)
+        r = r.index_select(-1, x0).to(torch.int32).mul_(a0).add_(r.index_select(-1, x1).to(torch.int32).mul_(a1))
+        return r.bitwise_right_shift_(4).mul_(b[:, None]).bitwise_right_shift_(16)
+
+    out = rows(y0, b0).add_(rows(y1, b1)).add_(2).bitwise_right_shift_(2)
+    return out.clamp_(0, 255).to(torch.uint8)
+
+
+def nearest_indices(n_in: int, n_out: int, device: torch.device | None = None) -> torch.Tensor:
+    """int64 (n_out,): the source index of each output position of a nearest resize ``n_in -> n_out``,
+    exactly torch's ``interpolate(mode="nearest")`` (what torchvision uses for masks)."""
+    ramp = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in)
+    return torch.nn.functional.interpolate(ramp, size=n_out, mode="nearest").view(n_out).to(torch.int64).to(device)
 
 
 def _check_pair(image: torch.Tensor, label: torch.Tensor) -> None:
@@ -91,100 +134,6 @@ def _check_pair(image: torch.Tensor, label: torch.Tensor) -> None:
         raise ValueError(f"image {tuple(image.shape[1:])} and label {tuple(label.shape[-2:])} differ in size")
 
 
-def random_resize(image: torch.Tensor, label: torch.Tensor, *, base_size: tuple[int, int],
-                  ratio_range: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resize to fit inside base_size * r, r ~ U(ratio_range); image :func:`resize_bilinear`, label nearest."""
-    r = ratio_range[0] + float(torch.rand(())) * (ratio_range[1] - ratio_range[0])
-    target = (int(base_size[0] * r), int(base_size[1] * r))
-    size = fit_size(tuple(image.shape[-2:]), target)
-    image = resize_bilinear(image, size)
-    label = F.resize(label, list(size))  # Mask: nearest
-    return image, label
-
-
-def crop_box(label: torch.Tensor, crop_size: tuple[int, int], cat_max_ratio: float,
-             ignore_index: int = IGNORE_INDEX, tries: int = 10) -> tuple[int, int, int, int]:
-    """(top, left, h, w) of a random crop of ``label`` (H, W).
-
-    Drawn again (up to ``tries`` times, as MMSegmentation ``RandomCrop``) while one class
-    covers ``cat_max_ratio`` or more of the crop's labelled pixels; the last draw is kept.
-    """
-    H, W = label.shape[-2:]
-    ch, cw = min(crop_size[0], H), min(crop_size[1], W)
-
-    def draw() -> tuple[int, int, int, int]:
-        top = int(torch.randint(0, H - ch + 1, ()))
-        left = int(torch.randint(0, W - cw + 1, ()))
-        return top, left, ch, cw
-
-    box = draw()
-    if cat_max_ratio >= 1.0:
-        return box
-    for _ in range(tries):
-        top, left, _, _ = box
-        patch = label[..., top:top + ch, left:left + cw].reshape(-1)
-        counts = torch.bincount(patch.to(torch.int64), minlength=256)
-        counts[ignore_index] = 0
-        counts = counts[counts > 0]
-        if counts.numel() > 1 and counts.max().item() / counts.sum().item() < cat_max_ratio:
-            break
-        box = draw()
-    return box
-
-
-def _truncate(x: torch.Tensor, slack: float = 0.0) -> torch.Tensor:
-    """Clip to 0..255 and truncate to an integer value (numpy ``clip(...).astype(np.uint8)``); float kept."""
-    return x.clamp_(0, 255).add_(slack).floor_().clamp_(max=255)
-
-
-def photometric_distortion(image: torch.Tensor, *, brightness_delta: float = 32.0,
-                           contrast_range: tuple[float, float] = (0.5, 1.5),
-                           saturation_range: tuple[float, float] = (0.5, 1.5),
-                           hue_delta: int = 18) -> torch.Tensor:
-    """MMSegmentation ``PhotoMetricDistortion`` on a float (3, H, W) RGB image in 0..255.
-
-    Each step with probability 0.5: brightness ``+ U(-32, 32)``; contrast ``* U(0.5, 1.5)``,
-    before or after the HSV steps (coin flip); saturation: HSV S ``* U(0.5, 1.5)``; hue shift
-    ``U(-18, 18)`` in OpenCV units (degrees / 2). After each step the values are clamped to
-    0..255 and truncated (floor), as MMSeg's ``astype(np.uint8)``: the output is float32 with
-    integer values. (Saturation and hue approximate OpenCV's 8-bit HSV in float; their floor
-    allows 1e-3 of float noise, so that an unchanged 200 is not truncated to 199.)
-    """
-
-    def coin() -> bool:
-        return bool(torch.randint(0, 2, ()))
-
-    def uniform(lo: float, hi: float) -> float:
-        return lo + float(torch.rand(())) * (hi - lo)
-
-    img = image.float()
-    if coin():
-        img = _truncate(img + uniform(-brightness_delta, brightness_delta))
-    contrast_first = coin()
-
-    def contrast(x: torch.Tensor) -> torch.Tensor:
-        if coin():
-            x = _truncate(x * uniform(*contrast_range))
-        return x
-
-    if contrast_first:
-        img = contrast(img)
-    if coin():  # HSV saturation: keep V (= max) and H, scale S, clamp S to 1
-        alpha = uniform(*saturation_range)
-        value = img.amax(dim=0, keepdim=True)
-        low = img.amin(dim=0, keepdim=True)
-        span = value - low
-        limit = torch.where(span > 0, value / span.clamp_min(1e-6), torch.full_like(span, float("inf")))
-        a = torch.clamp(limit, max=alpha)
-        img = _truncate(value - (value - img) * a, slack=1e-3)
-    if coin():
-        shift = int(torch.randint(-hue_delta, hue_delta, ()))  # as np.random.randint: high excluded
-        img = _truncate(F.adjust_hue(img / 255.0, shift / 180.0) * 255.0, slack=1e-3)
-    if not contrast_first:
-        img = contrast(img)
-    return img
-
-
 def pad_to(image: torch.Tensor, label: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad image (3, h, w) and label (h, w) bottom/right to at least ``size`` (h, w): image with 0, label with 255.
 
@@ -192,8 +141,8 @@ def pad_to(image: torch.Tensor, label: torch.Tensor, size: tuple[int, int]) -> t
     """
     ph, pw = max(size[0] - image.shape[-2], 0), max(size[1] - image.shape[-1], 0)
     if ph or pw:
-        image = F.pad(image, [0, 0, pw, ph], fill=0)
-        label = F.pad(label, [0, 0, pw, ph], fill=IGNORE_INDEX)
+        image = torch.nn.functional.pad(image, [0, pw, 0, ph], value=0)
+        label = torch.nn.functional.pad(label, [0, pw, 0, ph], value=IGNORE_INDEX)
     return image, label
 
 
@@ -207,38 +156,6 @@ def denormalize(image: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(MEAN, dtype=image.dtype, device=image.device).view(3, 1, 1)
     std = torch.tensor(STD, dtype=image.dtype, device=image.device).view(3, 1, 1)
     return (image * std + mean).round().clamp(0, 255).to(torch.uint8)
-
-
-class TrainTransform:
-    """The training pipeline; see the module docstring and :func:`train_transform`."""
-
-    def __init__(self, *, crop_size: tuple[int, int], base_size: tuple[int, int], ratio_range: tuple[float, float],
-                 cat_max_ratio: float, flip_prob: float, photometric: bool) -> None:
-        self.crop_size = (int(crop_size[0]), int(crop_size[1]))
-        self.base_size = (int(base_size[0]), int(base_size[1]))
-        self.ratio_range = (float(ratio_range[0]), float(ratio_range[1]))
-        self.cat_max_ratio = float(cat_max_ratio)
-        self.photometric = bool(photometric)
-        self.flip = v2.RandomHorizontalFlip(p=flip_prob)
-
-    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """image uint8 (3,H,W), label (H,W) -> float32 (3,ch,cw) normalized, int64 (ch,cw)."""
-        _check_pair(image, label)
-        img = tv_tensors.Image(image)
-        mask = _as_mask(label)
-        img, mask = random_resize(img, mask, base_size=self.base_size, ratio_range=self.ratio_range)
-        top, left, h, w = crop_box(mask, self.crop_size, self.cat_max_ratio)
-        img, mask = F.crop(img, top, left, h, w), F.crop(mask, top, left, h, w)
-        img, mask = self.flip(img, mask)
-        img = img.float()
-        if self.photometric:
-            img = photometric_distortion(img)
-        img, mask = pad_to(normalize(img.as_subclass(torch.Tensor)), mask, self.crop_size)
-        return img, mask.as_subclass(torch.Tensor)
-
-    def __repr__(self) -> str:
-        return (f"TrainTransform(crop_size={self.crop_size}, base_size={self.base_size}, ratio_range={self.ratio_range}, "
-                f"cat_max_ratio={self.cat_max_ratio}, flip_prob={self.flip.p}, photometric={self.photometric})")
 
 
 class TestTransform:
@@ -260,18 +177,6 @@ class TestTransform:
 
     def __repr__(self) -> str:
         return f"TestTransform(base_size={self.base_size}, fit={self.fit})"
-
-
-def train_transform(*, crop_size: tuple[int, int] = (512, 1024), base_size: tuple[int, int] = (1024, 2048),
-                    ratio_range: tuple[float, float] = (0.5, 2.0), cat_max_ratio: float = 0.75,
-                    flip_prob: float = 0.5, photometric: bool = True) -> TrainTransform:
-    """The SPEC training pipeline; sizes are (h, w)."""
-    if ratio_range[0] <= 0 or ratio_range[0] > ratio_range[1]:
-        raise ValueError(f"ratio_range must be 0 < low <= high, got {ratio_range}")
-    if min(crop_size) < 1 or min(base_size) < 1:
-        raise ValueError(f"crop_size {crop_size} and base_size {base_size} must be positive (h, w)")
-    return TrainTransform(crop_size=crop_size, base_size=base_size, ratio_range=ratio_range,
-                          cat_max_ratio=cat_max_ratio, flip_prob=flip_prob, photometric=photometric)
 
 
 def test_transform(*, base_size: tuple[int, int] = (1024, 2048), fit: bool = True) -> TestTransform:

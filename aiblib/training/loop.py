@@ -68,7 +68,7 @@ from aiblib.config import (
     state_digest,
     torch_settings,
 )
-from aiblib.data import build_dataset, train_transform
+from aiblib.data import apply_batch, build_dataset, train_transform
 from aiblib.errors import Interrupted
 from aiblib.evaluation import score_dataset, test_pipeline
 from aiblib.storage import LOG_NAME, RunLog, checkpoint_dir, last_checkpoint, model_checkpoint, save_training_checkpoint
@@ -104,10 +104,12 @@ def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.SGD:
 
 
 def build_datasets(cfg: Config):
-    """The training set (with the training augmentation) and the validation set (test transform)."""
+    """The training set (with the training augmentation; with ``augment_on: device`` only its draws, applied
+    by the loop) and the validation set (test transform)."""
     train_tf = train_transform(
         crop_size=tuple(cfg.crop_size), base_size=tuple(cfg.base_size), ratio_range=tuple(cfg.ratio_range),
         cat_max_ratio=cfg.cat_max_ratio, flip_prob=cfg.flip_prob, photometric=cfg.photometric,
+        draw_only=cfg.augment_on == "device",
     )
     train_set = build_dataset(cfg.train_dataset, cfg.data_root, cfg.train_split, train_tf, camvid_root=cfg.camvid_root)
     val_set = build_dataset(cfg.val_dataset, cfg.data_root, cfg.val_split, test_pipeline(cfg), camvid_root=cfg.camvid_root)
@@ -243,11 +245,16 @@ def _set_lr(optimizer: torch.optim.Optimizer, iteration: int, cfg: Config) -> fl
 
 
 def _step(run: _Run, iteration: int, lr: float) -> tuple[dict, dict]:
-    """One optimisation step on the next batch; the loss terms and the model's outputs."""
+    """One optimisation step on the next batch (augmented here with ``augment_on: device``); the loss terms and
+    the model's outputs."""
     t_data = time.perf_counter()
     batch = next(run.batches)
-    images = batch["image"].to(run.proc.device, non_blocking=True)
-    labels = batch["label"].to(run.proc.device, non_blocking=True).long()
+    if "draws" in batch:  # augment_on: device
+        images, labels = apply_batch(batch["image"], batch["label"], batch["draws"], tuple(run.cfg.crop_size),
+                                     run.proc.device)
+    else:
+        images = batch["image"].to(run.proc.device, non_blocking=True)
+        labels = batch["label"].to(run.proc.device, non_blocking=True).long()
     if run.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     run.stats.data_time += time.perf_counter() - t_data

@@ -3,11 +3,13 @@ DDP when distributed) and the endless batches of this process's shard (:mod:`aib
 
 from __future__ import annotations
 
+import cv2
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from aiblib.config import Config, Process
+from aiblib.data import collate_drawn
 from aiblib.model import build_model
 from aiblib.paths import project_path
 from aiblib.storage import RunLog, init_pretrained
@@ -54,14 +56,23 @@ def wrap_ddp(model: nn.Module, cfg: Config, proc: Process) -> nn.Module:
     )
 
 
+def _worker_init(worker_id: int) -> None:
+    """A data-loader worker: stop signals left to the training process; OpenCV (the CPU augmentation's resize and
+    colour steps) in one thread, as the DataLoader sets torch's, so that workers do not oversubscribe the cores."""
+    ignore_stop_signals(worker_id)
+    cv2.setNumThreads(1)
+
+
 def training_batches(cfg: Config, proc: Process, train_set, start: int, per_process: int):
-    """Endless batches of ``per_process`` images of this process's shard, from iteration ``start`` on."""
+    """Endless batches of ``per_process`` images of this process's shard, from iteration ``start`` on (with
+    ``augment_on: device``: lists of uint8 images, labels and their draws, :func:`aiblib.data.collate_drawn`)."""
     sampler = InfiniteShardSampler(len(train_set), seed=cfg.seed, rank=proc.rank, world_size=proc.world_size,
                                    start=start * per_process)
     loader = DataLoader(
         SeededSamples(train_set), batch_size=per_process, sampler=sampler, num_workers=cfg.num_workers,
         pin_memory=proc.device.type == "cuda", drop_last=True, persistent_workers=cfg.num_workers > 0,
-        worker_init_fn=ignore_stop_signals,
+        worker_init_fn=_worker_init,
         generator=torch.Generator().manual_seed(cfg.seed),
+        collate_fn=collate_drawn if cfg.augment_on == "device" else None,
     )
     return iter(loader)
