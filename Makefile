@@ -34,7 +34,7 @@ RUN ?= dg-r50
 GPUS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast reproduce data run sweep seeds camvid camvid-data report robustness paper gpu-check lab test-browser clean
+.PHONY: help setup test test-fast reproduce data run sweep seeds camvid camvid-data report robustness paper gpu-check gpu-profile lab test-browser clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -153,6 +153,9 @@ paper: $(STAMP) ## a paper run on real data: make paper RUN=dg-r50 GPUS=4 (param
 
 gpu-check: $(STAMP) ## on a CUDA machine: short R50-D8 trainings (fp32, bf16, torchrun), kill -9 + resume, logits per mode, memory and images/s (results/gpu-check/)
 	$(AIBLIB) gpu-check
+
+gpu-profile: $(STAMP) ## on a CUDA machine: where a training iteration of R50-D8 goes (fp32, bf16, channels_last, compile; augmentation on CPU or GPU) -> results/gpu-profile/
+	$(AIBLIB) profile
 
 # JupyterLab's settings are in .jupyter/jupyter_server_config.py; LAB_ARGS passes more server options.
 lab: $(STAMP) ## JupyterLab on the project root, opened on notebooks/ (kernel "aiblib (.venv)"): make lab [LAB_ARGS="--no-browser --port 8899"]

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "score a checkpoint on a dataset split"),
     "bench": ("bench", "print a speed and memory table"),
     "gpu-check": ("gpucheck", "check and measure the paper's recipe on this machine's CUDA GPUs (make gpu-check)"),
+    "profile": ("profile", "profile a training iteration on this machine's CUDA GPU (make gpu-profile)"),
     "notebook": ("notebook", "run one of the notebooks with papermill, its output streamed"),
     "run": ("run", "one experiment: 01-train then 02-evaluate-cross-domain (make run, make sweep)"),
 }

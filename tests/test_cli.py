@@ -114,7 +114,7 @@ sys.exit(status)
 """
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "gpu-check", "prepare", "bench"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "gpu-check", "profile", "prepare", "bench"])
 def test_train_evaluate_and_gpu_check_run_without_papermill_or_jupyter(command):
     result = subprocess.run([sys.executable, "-c", _WITHOUT_NOTEBOOK_STACK, command, "--help"], cwd=REPO,
                             env=subprocess_env(), capture_output=True, text=True, timeout=120)
