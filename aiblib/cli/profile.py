@@ -41,6 +41,12 @@ def _plan(args: argparse.Namespace) -> ProfilePlan:
     return dataclasses.replace(plan, **{k: v for k, v in chosen.items() if v})
 
 
+def _print_row(row: dict) -> None:
+    phases = ", ".join(f"{k} {row[k]:.1f}" for k in row if k.endswith(" ms"))
+    print(f"{row['variant']} / augment {row['augment']}: {row['images_per_s']:.1f} images/s "
+          f"({row['vs first']:.2f}x the first variant); {phases}", flush=True)
+
+
 @command
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
@@ -52,7 +58,7 @@ def main(argv: list[str]) -> int:
     device = torch.device("cpu" if args.tiny_cpu else "cuda")
     name = "CPU" if args.tiny_cpu else torch.cuda.get_device_name(device)
     with tempfile.TemporaryDirectory(prefix="aibr-profile-") as tmp:
-        rows = profile_training(plan, scratch=Path(tmp), device=device)
+        rows = profile_training(plan, scratch=Path(tmp), device=device, on_row=_print_row)
     result = {"device": name, "torch": torch.__version__, "plan": dataclasses.asdict(plan), "rows": rows}
     out = project_path(args.out)
     write_text_atomic(out, json.dumps(result, indent=2) + "\n")

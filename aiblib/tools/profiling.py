@@ -25,6 +25,7 @@ import dataclasses
 import statistics
 import time
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -190,8 +191,10 @@ def measure(plan: ProfilePlan, root: Path, variant: str, augment: str, proc: Pro
             "top": _top_operations(prof, device=proc.device, iterations=plan.profiled)}
 
 
-def profile_training(plan: ProfilePlan, *, scratch: Path, device: torch.device) -> list[dict]:
-    """Every (variant, augmentation place) of ``plan`` measured on ``device``; scenes written under ``scratch``."""
+def profile_training(plan: ProfilePlan, *, scratch: Path, device: torch.device,
+                     on_row: Callable[[dict], None] | None = None) -> list[dict]:
+    """Every (variant, augmentation place) of ``plan`` measured on ``device``, each row passed to ``on_row`` as
+    it is measured; the scenes are written under ``scratch``."""
     generate(scratch, n_train=plan.scenes, n_val=0, size=plan.scene_size, seed=0, domains=("bdd100k",),
              workers=max(1, min(plan.workers, 16)))
     proc = Process(rank=0, world_size=1, local_rank=0, device=device)
@@ -202,6 +205,8 @@ def profile_training(plan: ProfilePlan, *, scratch: Path, device: torch.device) 
                 rows.append(measure(plan, scratch, variant, augment, proc))
                 fp32 = next(r for r in rows if r["augment"] == augment and r["variant"] == rows[0]["variant"])
                 rows[-1]["vs first"] = rows[-1]["images_per_s"] / fp32["images_per_s"]
+                if on_row is not None:
+                    on_row(rows[-1])
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
     return rows
