@@ -1,6 +1,6 @@
 """The data: shared facts (:mod:`.facts`), dataset files (:mod:`.files`), datasets (:mod:`.datasets`),
 CamVid's folder, domains and 11-class scoring (:mod:`.camvid`),
-transforms (:mod:`.transforms`), the synthetic generator (the package :mod:`.synth`) and notebook 05's
+transforms (:mod:`.transforms`), data-loader batches that end in one line (:mod:`.loading`), the synthetic generator (the package :mod:`.synth`) and notebook 05's
 corruptions (:mod:`.corruptions`, imported by its own path: it loads imagecorruptions and scikit-image).
 
 Floor 2: imports only ``aiblib.errors``, ``aiblib.paths`` and ``aiblib.model``.
@@ -52,6 +52,7 @@ from aiblib.data.files import (
     nightcity_files,
     require_pairs,
 )
+from aiblib.data.loading import CHECK_HINT, STOP_SIGNALS, Batches, Guarded, GuardedCollate, LoadFailure, worker_init
 from aiblib.data.transforms import TestTransform, denormalize, scale_size, test_transform, train_transform
 
 __all__ = [
@@ -63,5 +64,6 @@ __all__ = [
     "CAMVID_ROOT", "CAMVID_VOID", "CAMVID_GROUPS", "CAMVID_CLASSES", "CAMVID_PALETTE", "CAMVID_SEQUENCES",
     "CamVidSplit", "CAMVID_SPLITS", "camvid_train_ids", "read_camvid_label", "check_camvid_root", "camvid_files",
     "camvid_confusion",
+    "LoadFailure", "Guarded", "GuardedCollate", "Batches", "worker_init", "STOP_SIGNALS", "CHECK_HINT",
     "TestTransform", "denormalize", "scale_size", "test_transform", "train_transform",
 ]

@@ -8,11 +8,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from aiblib.config import Config, Process
+from aiblib.data import Batches, Guarded, GuardedCollate, worker_init
 from aiblib.model import build_model
 from aiblib.paths import project_path
 from aiblib.storage import RunLog, init_pretrained
 from aiblib.training.sampling import InfiniteShardSampler, SeededSamples
-from aiblib.training.stopping import ignore_stop_signals
 
 __all__ = ["fresh_model", "place_model", "wrap_ddp", "training_batches"]
 
@@ -54,14 +54,15 @@ def wrap_ddp(model: nn.Module, cfg: Config, proc: Process) -> nn.Module:
     )
 
 
-def training_batches(cfg: Config, proc: Process, train_set, start: int, per_process: int):
-    """Endless batches of ``per_process`` images of this process's shard, from iteration ``start`` on."""
+def training_batches(cfg: Config, proc: Process, train_set, start: int, per_process: int) -> Batches:
+    """Endless batches of ``per_process`` images of this process's shard, from iteration ``start`` on
+    (a file that cannot be read raises ``DataError`` naming it; close the batches to end the workers)."""
     sampler = InfiniteShardSampler(len(train_set), seed=cfg.seed, rank=proc.rank, world_size=proc.world_size,
                                    start=start * per_process)
     loader = DataLoader(
-        SeededSamples(train_set), batch_size=per_process, sampler=sampler, num_workers=cfg.num_workers,
+        Guarded(SeededSamples(train_set)), batch_size=per_process, sampler=sampler, num_workers=cfg.num_workers,
         pin_memory=proc.device.type == "cuda", drop_last=True, persistent_workers=cfg.num_workers > 0,
-        worker_init_fn=ignore_stop_signals,
+        worker_init_fn=worker_init, collate_fn=GuardedCollate(),
         generator=torch.Generator().manual_seed(cfg.seed),
     )
-    return iter(loader)
+    return Batches(loader)
