@@ -1,4 +1,5 @@
-"""Commands' engines that use the whole library: data preparation (:mod:`.preparation`), the CamVid folder's check (:mod:`.camvidcheck`), the speed and
+"""Commands' engines that use the whole library: data preparation (:mod:`.preparation`), the CamVid folder's check (:mod:`.camvidcheck`),
+every image and label decoded in parallel (:mod:`.imagecheck`), the speed and
 memory table (:mod:`.bench`) and the CUDA check of the paper's recipe (:mod:`.gpucheck`).
 
 Floor 7: imports floors 0-6; only ``aiblib.cli`` imports it.
@@ -8,9 +9,10 @@ from aiblib.tools import preparation
 from aiblib.tools.bench import MODES, compare_modes, count_flops, default_modes, format_table, parameter_counts
 from aiblib.tools.camvidcheck import check_camvid
 from aiblib.tools.gpucheck import cuda_plan, format_report, run_gpu_check, tiny_plan
+from aiblib.tools.imagecheck import check_images
 from aiblib.tools.preparation import PROBLEMS, SUMMARY, prepare
 
 __all__ = [
-    "preparation", "check_camvid", "PROBLEMS", "SUMMARY", "prepare", "MODES", "compare_modes", "count_flops", "default_modes", "format_table", "parameter_counts",
+    "preparation", "check_camvid", "check_images", "PROBLEMS", "SUMMARY", "prepare", "MODES", "compare_modes", "count_flops", "default_modes", "format_table", "parameter_counts",
     "cuda_plan", "format_report", "run_gpu_check", "tiny_plan",
 ]
