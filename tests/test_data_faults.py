@@ -11,6 +11,7 @@ notebook runner's line for a dead worker.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ from aiblib.__main__ import main
 from aiblib.data import CHECK_HINT
 from aiblib.notebooks import runner
 from aiblib.storage import RunLock, verify_checkpoint
+from aiblib.training import loop
 
 LIMIT_S = 120.0      # a whole command, start-up included (about 10 s each here)
 STOPPED_S = 20.0     # from the fault to the exit (the workers are given 2 s before SIGKILL)
@@ -176,17 +178,25 @@ def test_a_worker_killed_by_sigkill_ends_training_in_one_line_with_status_1(synt
     _lock_released(run)
 
 
-@pytest.mark.slow
-def test_a_second_ctrl_c_stops_at_once_with_workers_alive(synthetic_root, tmp_path):
+def test_a_second_ctrl_c_stops_at_once_with_workers_alive(synthetic_root, tmp_path, capsys, monkeypatch):
+    """In this process (two SIGINTs sent to a child at once arrive as one): both during the loss of step 3."""
     run = tmp_path / "run"
-    child, _ = _start(_train_command(synthetic_root, run, num_workers=2, iterations=200))
-    _wait_for(run / "checkpoints" / "last.pth", child)
-    os.killpg(child.pid, signal.SIGINT)
-    os.killpg(child.pid, signal.SIGINT)
+    real, calls = loop.segmentation_loss, {"n": 0}
+
+    def loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            assert len(multiprocessing.active_children()) == 2  # the workers are alive
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "segmentation_loss", loss)
     pressed = time.monotonic()
-    status, err = _end(child, LIMIT_S)
-    assert status == 130 and time.monotonic() - pressed < STOPPED_S, err[-3000:]
-    assert _error_lines(err) == {"error: interrupted (Ctrl-C)"}
+    assert main(["train", *as_args(tiny_overrides(synthetic_root, run, num_workers=2))]) == 130
+    assert time.monotonic() - pressed < LIMIT_S and multiprocessing.active_children() == []
+    assert [line for line in capsys.readouterr().err.splitlines() if line] == ["error: interrupted (Ctrl-C)"]
+    assert verify_checkpoint(run / "checkpoints" / "last.pth") is None
     _lock_released(run)
 
 
