@@ -53,8 +53,26 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from aiblib.config import Config, Process, compiled, process_group, resolve_precision, torch_settings
-from aiblib.data import Batches, Guarded, GuardedCollate, TestTransform, build_dataset, test_transform, worker_init
+from aiblib.config import (
+    Config,
+    Process,
+    compiled,
+    process_group,
+    raise_on_every_rank,
+    resolve_precision,
+    torch_settings,
+)
+from aiblib.data import (
+    Batches,
+    DataError,
+    Guarded,
+    GuardedCollate,
+    TestTransform,
+    build_dataset,
+    test_transform,
+    worker_init,
+)
+from aiblib.errors import WorkerFailed
 from aiblib.evaluation.inference import image_maps, noise_generator, predict
 from aiblib.evaluation.metrics import all_reduce_confusion, confusion_matrix, format_table, split_metrics
 from aiblib.paths import project_path
@@ -124,10 +142,18 @@ def score_dataset(model: nn.Module, dataset: Dataset, *, cfg: Config, device: to
                         collate_fn=GuardedCollate(_first), worker_init_fn=worker_init,
                         generator=torch.Generator().manual_seed(0))
     conf = torch.zeros(k, k, dtype=torch.long, device=device)
+    failure = None
     with Batches(loader) as items:  # a file that cannot be read: DataError naming it, the workers ended
-        conf, exports = _score_items(model, zip(indices, items), conf=conf, cfg=cfg, device=device, use_bf16=use_bf16,
-                                     channels_last=channels_last, export_dir=export_dir, export_count=export_count,
-                                     export_indices=export_indices)
+        try:
+            conf, exports = _score_items(model, zip(indices, items), conf=conf, cfg=cfg, device=device,
+                                         use_bf16=use_bf16, channels_last=channels_last, export_dir=export_dir,
+                                         export_count=export_count, export_indices=export_indices)
+        except (DataError, WorkerFailed) as exc:
+            failure = exc
+    if world_size > 1:  # every rank raises a rank's failure here, rather than wait in the reduction for one that stopped
+        raise_on_every_rank(failure, device)
+    if failure is not None:
+        raise failure
     conf = all_reduce_confusion(conf).cpu()
     exports = _gather_rows(exports, world_size)
     if was_training:

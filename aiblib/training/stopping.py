@@ -23,7 +23,7 @@ import threading
 import torch
 import torch.distributed as dist
 
-from aiblib.config import Process
+from aiblib.config import Process, raise_on_every_rank
 from aiblib.data import STOP_SIGNALS
 
 __all__ = ["StopRequests", "agreed_stop"]
@@ -61,15 +61,9 @@ def agreed_stop(stop: StopRequests, proc: Process, failure: Exception | None = N
     raises the lowest failing rank's (marked ``every_rank``, so only rank 0 prints its line).
     """
     if not proc.distributed:
-        if failure is not None:
-            raise failure
+        raise_on_every_rank(failure, proc.device)
         return stop.signal_number
     flag = torch.tensor([stop.signal_number, int(failure is not None)], dtype=torch.int32, device=proc.device)
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    if int(flag[1].item()):
-        failures: list = [None] * proc.world_size
-        dist.all_gather_object(failures, failure)
-        first = next(f for f in failures if f is not None)
-        first.every_rank = True
-        raise first
+    raise_on_every_rank(failure, proc.device, failed=bool(flag[1].item()))
     return int(flag[0].item())
