@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, as_args, subprocess_env, tiny_checkpoint, tiny_overrides
 from papermill.exceptions import PapermillExecutionError
+from PIL import Image
 
 from aiblib.__main__ import main
 from aiblib.data import CHECK_HINT
@@ -183,6 +184,21 @@ def test_a_worker_killed_by_sigkill_ends_training_in_one_line_with_status_1(synt
     _lock_released(run)
 
 
+@pytest.mark.slow
+def test_kill_9_of_the_training_takes_its_workers_with_it_and_the_rerun_takes_over_the_lock(synthetic_root, tmp_path,
+                                                                                           capsys):
+    run = tmp_path / "run"
+    child, _ = _start(_train_command(synthetic_root, run, num_workers=2, iterations=200))
+    _wait_for(run / "checkpoints" / "last.pth", child)
+    assert len(_children(child.pid)) == 2
+    os.kill(child.pid, signal.SIGKILL)
+    status, _ = _end(child, LIMIT_S)  # the group empties: the workers die with their parent
+    assert status == -signal.SIGKILL and (run / ".lock").exists()
+    with RunLock(run):
+        pass
+    assert f"warning: taking over the stale lock {run / '.lock'}" in capsys.readouterr().err
+
+
 def test_a_second_ctrl_c_stops_at_once_with_workers_alive(synthetic_root, tmp_path, capsys, monkeypatch):
     """In this process (two SIGINTs sent to a child at once arrive as one): both during the loss of step 3."""
     run = tmp_path / "run"
@@ -262,15 +278,19 @@ def test_check_images_lists_every_damaged_file_in_one_report(synthetic_root, tmp
     label = _truncate(_first(root, "nightcity-fine/val/lbl/*.png"))
     empty = _first(root, "cityscapes/leftImg8bit/val/*/*.png")
     empty.write_bytes(b"")
+    small = _first(root, "bdd100k/labels/sem_seg/masks/val/*.png")
+    with Image.open(small) as im:
+        im.resize((im.width // 2, im.height // 2), Image.NEAREST).save(small)
     assert main(["prepare", "--check-images", "--root", str(root), "--workers", "2"]) == 1
     out, err = capsys.readouterr()
     listed = [line.strip() for line in err.splitlines() if line.startswith("  ")]
-    assert len(listed) == 3 and "3 problem(s)" in err, err
+    assert len(listed) == 4 and "4 problem(s)" in err, err
     assert {next(line for line in listed if str(p) in line).split(":")[0] for p in (image, label, empty)} == {
         f"cannot read image {image}", f"cannot read label {label}", f"cannot read image {empty}"}
+    assert any(line.startswith(f"label {small} is ") and "but its image" in line for line in listed), listed
     rows = {tuple(line.split()[:2]): int(line.split()[-1]) for line in out.splitlines()[2:]}
     assert rows[("bdd100k", "train")] == 1 and rows[("nightcity", "val")] == 1 and rows[("cityscapes", "val")] == 1
-    assert sum(rows.values()) == 3
+    assert rows[("bdd100k", "val")] == 1 and sum(rows.values()) == 4
 
 
 def test_check_images_of_a_camvid_folder(camvid_root, tmp_path, capsys):

@@ -93,12 +93,14 @@ class Batches:
     """
 
     def __init__(self, loader: DataLoader) -> None:
+        previous = signal.getsignal(signal.SIGCHLD)
         self._iterator = iter(loader)
         self._workers = list(getattr(self._iterator, "_workers", []))
         if self._workers and threading.current_thread() is threading.main_thread():
             # DataLoader's SIGCHLD handler raises in whatever the main process is doing (a forward pass,
             # a checkpoint being written); a dead worker is found at the next batch instead
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            ours = previous is None or getattr(previous, "__module__", "").startswith("torch.utils.data")
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL if ours else previous)
 
     def __iter__(self) -> Iterator:
         return self
