@@ -27,9 +27,11 @@ from PIL import Image
 
 from aiblib.__main__ import main
 from aiblib.data import CHECK_HINT
+from aiblib.errors import UserError, WorkerFailed
 from aiblib.notebooks import runner
 from aiblib.storage import RunLock, verify_checkpoint
 from aiblib.training import loop
+from aiblib.training.torchrun import launch_failure
 
 LIMIT_S = 120.0      # a whole command, start-up included (about 10 s each here)
 STOPPED_S = 20.0     # from the fault to the exit (the workers are given 2 s before SIGKILL)
@@ -308,3 +310,14 @@ def test_a_dead_worker_in_a_notebook_is_one_line_with_status_1(tmp_path):
     failed = runner._failure(Path("01-train.ipynb"), tmp_path / "out.ipynb", exc)
     assert failed.user_mistake and failed.exit_status == 1
     assert str(failed).startswith("01-train.ipynb, cell 2: WorkerFailed: data-loader worker 7 was killed by SIGKILL")
+
+
+def test_a_notebook_launching_torchrun_gets_the_ranks_one_line():
+    """``aiblib.training.launch`` (01 on several processes) raises the line, not torchrun's 150-line tail."""
+    summary = ["Traceback (most recent call last):\n", "torch.distributed.elastic...ChildFailedError:\n"]
+    damaged = launch_failure(["torchrun"], 1, ["step\n", "error: cannot read image a.png: corrupted\n", *summary])
+    assert type(damaged) is UserError and str(damaged) == "cannot read image a.png: corrupted"
+    dead = launch_failure(["torchrun"], 1, ["error: data-loader worker 7 was killed by SIGKILL\n", *summary])
+    assert isinstance(dead, WorkerFailed) and dead.exit_status == 1
+    bug = launch_failure(["torchrun"], 1, ["Traceback (most recent call last):\n", "KeyError: 'x'\n", *summary])
+    assert type(bug) is RuntimeError and "KeyError" in str(bug)
