@@ -92,6 +92,8 @@ class Batches:
     either way, within seconds (a worker ignores SIGTERM, so one that does not stop gets SIGKILL).
     """
 
+    # DataLoader's iterator has no public way to reach its worker processes: ``_workers``, ``_shutdown`` and
+    # ``_shutdown_workers`` are its private names (unchanged since torch 1.x); without workers none is used
     def __init__(self, loader: DataLoader) -> None:
         previous = signal.getsignal(signal.SIGCHLD)
         self._iterator = iter(loader)
