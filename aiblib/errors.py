@@ -7,7 +7,7 @@ This module imports nothing from aiblib: every floor may raise these.
 
 from __future__ import annotations
 
-__all__ = ["UserError", "StorageError", "RunLockedError", "Interrupted"]
+__all__ = ["UserError", "StorageError", "RunLockedError", "WorkerFailed", "Interrupted"]
 
 
 class UserError(Exception):
@@ -22,6 +22,12 @@ class StorageError(UserError, OSError):
 
 class RunLockedError(UserError):
     """Another live process holds the run directory's lock."""
+
+
+class WorkerFailed(UserError):
+    """A data-loader worker died (killed by a signal, e.g. the OOM killer's SIGKILL): exit status 1."""
+
+    exit_status = 1
 
 
 class Interrupted(Exception):

@@ -3,7 +3,8 @@
 Error policy (:func:`command`): a user mistake — a bad value, an unknown key, a missing or
 unreadable file, a wrong layout, malformed YAML, a file that is not a checkpoint — is one
 line ``error: ...`` on stderr (a missing data root adds the layout expected under it) and
-exit status 2; an interrupted training exits 130 (SIGINT) or 143 (SIGTERM) after its line.
+exit status 2 (1 for a data-loader worker that died); an interrupted training exits 130 (SIGINT) or 143
+(SIGTERM) after its line.
 Anything else is a bug and keeps its traceback, as does every error with ``--debug``.
 """
 
@@ -60,7 +61,8 @@ def command(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
         except USER_MISTAKES as exc:
             if debug:
                 raise
-            fail(exc)
+            if not getattr(exc, "every_rank", False) or os.environ.get("RANK", "0") == "0":
+                fail(exc)  # an error every rank raised (a data failure under torchrun) is printed once
             return getattr(exc, "exit_status", USAGE_ERROR)
 
     return wrapper

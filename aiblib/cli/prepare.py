@@ -2,6 +2,10 @@
 
 ``python -m aiblib prepare --camvid PATH``: the CamVid folder's splits counted and every label checked.
 
+``python -m aiblib prepare --check-images [--root DATA_ROOT | --camvid PATH] [--workers N]``: every image
+and label decoded as training reads them, in parallel, and every damaged file listed; run it once after
+downloading or copying data, before a long run (:mod:`aiblib.tools.imagecheck`).
+
 Exit status 0 when every file is fine, 1 when problems were found (listed on stderr and in
 ``DATA_ROOT/aiblib_problems.txt``), 2 on a user mistake (one ``error: ...`` line).
 """
@@ -10,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 
 from aiblib.cli.common import command, fail
-from aiblib.tools import check_camvid
+from aiblib.tools import check_camvid, check_images
 from aiblib.tools import preparation as preparing
 
 
@@ -27,7 +32,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--full", action="store_true", help="decode whole images, not only their headers")
     parser.add_argument("--camvid", default="", metavar="PATH",
                         help="check this CamVid folder (train/, trainannot/, val/, ...) instead of a data root")
+    parser.add_argument("--check-images", action="store_true",
+                        help="decode every image and label (of --root, or of --camvid) as training reads them, in "
+                             "parallel, and list every damaged file; nothing is written")
+    parser.add_argument("--workers", type=int, default=0, help="processes for --check-images (default: one per CPU)")
     args = parser.parse_args(argv)
+    if args.check_images:
+        return _check_images(args)
     if args.camvid:
         return _camvid(args.camvid)
     datasets = [d for d in args.datasets.split(",") if d] or None
@@ -44,6 +55,18 @@ def main(argv: list[str]) -> int:
 def _camvid(root: str) -> int:
     summary = check_camvid(root)
     print(f"CamVid at {root}:\n" + summary.to_string(index=False))
+    return _problems(summary.attrs["problems"], "")
+
+
+def _check_images(args: argparse.Namespace) -> int:
+    if args.workers < 0:
+        return fail(f"--workers {args.workers}: expected 0 (one per CPU) or more")
+    root = args.camvid or args.root
+    datasets = [d for d in args.datasets.split(",") if d] or None
+    start = time.perf_counter()
+    summary = check_images(root, camvid=bool(args.camvid), datasets=datasets, workers=args.workers)
+    print(f"images and labels under {root}, decoded in {time.perf_counter() - start:.1f} s:\n"
+          + summary.to_string(index=False))
     return _problems(summary.attrs["problems"], "")
 
 

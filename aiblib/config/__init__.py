@@ -23,6 +23,7 @@ from aiblib.config.runtime import (
     memory_mb,
     native_bf16,
     process_group,
+    raise_on_every_rank,
     resolve_precision,
     rng_state,
     seed_everything,
@@ -35,6 +36,6 @@ from aiblib.config.runtime import (
 __all__ = [
     "CONFIG_KEYS", "MODEL_KEYS", "RUNTIME_KEYS", "Config", "check_resumable", "config_from_namespace", "images_per_process",
     "load_config", "parse_overrides",
-    "Process", "barrier", "broadcast_buffers", "compiled", "memory_mb", "native_bf16", "process_group",
+    "Process", "raise_on_every_rank", "barrier", "broadcast_buffers", "compiled", "memory_mb", "native_bf16", "process_group",
     "resolve_precision", "rng_state", "seed_everything", "set_rng_state", "state_digest", "sync", "torch_settings",
 ]

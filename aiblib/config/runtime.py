@@ -10,6 +10,7 @@
 - :func:`rng_state` / :func:`set_rng_state` / :func:`seed_everything`: every RNG this project draws from.
 - :func:`memory_mb`, :func:`sync`: measuring.
 - :func:`broadcast_buffers`, :func:`state_digest`: keeping replicas identical, and checking it.
+- :func:`raise_on_every_rank`: a failure on one rank (a damaged file) raised on all, before any waits on it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
-    "Process", "process_group", "barrier", "native_bf16", "resolve_precision", "compiled", "torch_settings", "rng_state", "set_rng_state",
+    "raise_on_every_rank", "Process", "process_group", "barrier", "native_bf16", "resolve_precision", "compiled", "torch_settings", "rng_state", "set_rng_state",
     "seed_everything", "memory_mb", "sync", "broadcast_buffers", "state_digest",
 ]
 
@@ -200,3 +201,28 @@ def state_digest(model: torch.nn.Module) -> str:
         h.update(name.encode())
         h.update(tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def raise_on_every_rank(failure: Exception | None, device: torch.device, *, failed: bool | None = None) -> None:
+    """Raise on every rank the ``failure`` of the lowest rank that has one (nothing when none has).
+
+    Outside a process group, raise ``failure`` when given. In one, every rank must call this at the
+    same point: ``failed`` (whether any rank has a failure) is all-reduced here unless the caller did.
+    The failures are gathered as objects, so each rank raises the same error; it is marked
+    ``every_rank``, so the command line prints its line once (rank 0).
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        if failure is not None:
+            raise failure
+        return
+    if failed is None:
+        flag = torch.tensor([int(failure is not None)], dtype=torch.int32, device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        failed = bool(flag.item())
+    if not failed:
+        return
+    failures: list = [None] * dist.get_world_size()
+    dist.all_gather_object(failures, failure)
+    first = next(f for f in failures if f is not None)
+    first.every_rank = True
+    raise first

@@ -1,7 +1,8 @@
 """The data: shared facts (:mod:`.facts`), dataset files (:mod:`.files`), datasets (:mod:`.datasets`),
 CamVid's folder, domains and 11-class scoring (:mod:`.camvid`),
 transforms (:mod:`.transforms`), the training augmentation (:mod:`.augment`, with
-:mod:`.photometric`), the synthetic generator (the package :mod:`.synth`) and notebook 05's
+:mod:`.photometric`), data-loader batches that end in one line (:mod:`.loading`), the synthetic
+generator (the package :mod:`.synth`) and notebook 05's
 corruptions (:mod:`.corruptions`, imported by its own path: it loads imagecorruptions and scikit-image).
 
 Floor 2: imports only ``aiblib.errors``, ``aiblib.paths`` and ``aiblib.model``.
@@ -54,6 +55,7 @@ from aiblib.data.files import (
     nightcity_files,
     require_pairs,
 )
+from aiblib.data.loading import CHECK_HINT, STOP_SIGNALS, Batches, Guarded, GuardedCollate, LoadFailure, worker_init
 from aiblib.data.photometric import PhotometricDraws
 from aiblib.data.transforms import TestTransform, denormalize, scale_size, test_transform
 
@@ -66,6 +68,7 @@ __all__ = [
     "CAMVID_ROOT", "CAMVID_VOID", "CAMVID_GROUPS", "CAMVID_CLASSES", "CAMVID_PALETTE", "CAMVID_SEQUENCES",
     "CamVidSplit", "CAMVID_SPLITS", "camvid_train_ids", "read_camvid_label", "check_camvid_root", "camvid_files",
     "camvid_confusion",
+    "LoadFailure", "Guarded", "GuardedCollate", "Batches", "worker_init", "STOP_SIGNALS", "CHECK_HINT",
     "TestTransform", "denormalize", "scale_size", "test_transform", "train_transform",
     "AugmentDraws", "PhotometricDraws", "apply_batch", "collate_drawn",
 ]

@@ -53,8 +53,26 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from aiblib.config import Config, Process, compiled, process_group, resolve_precision, torch_settings
-from aiblib.data import TestTransform, build_dataset, test_transform
+from aiblib.config import (
+    Config,
+    Process,
+    compiled,
+    process_group,
+    raise_on_every_rank,
+    resolve_precision,
+    torch_settings,
+)
+from aiblib.data import (
+    Batches,
+    DataError,
+    Guarded,
+    GuardedCollate,
+    TestTransform,
+    build_dataset,
+    test_transform,
+    worker_init,
+)
+from aiblib.errors import WorkerFailed
 from aiblib.evaluation.inference import image_maps, noise_generator, predict
 from aiblib.evaluation.metrics import all_reduce_confusion, confusion_matrix, format_table, split_metrics
 from aiblib.paths import project_path
@@ -119,11 +137,38 @@ def score_dataset(model: nn.Module, dataset: Dataset, *, cfg: Config, device: to
     model.eval()
     k = cfg.num_classes
     indices = list(range(rank, len(dataset), world_size))
-    loader = DataLoader(Subset(dataset, indices), batch_size=1, shuffle=False, num_workers=min(cfg.num_workers, 4),
-                        collate_fn=_first, generator=torch.Generator().manual_seed(0))
+    workers = min(cfg.num_workers, 4)
+    loader = DataLoader(Guarded(Subset(dataset, indices)), batch_size=1, shuffle=False, num_workers=workers,
+                        collate_fn=GuardedCollate(_first), worker_init_fn=worker_init,
+                        generator=torch.Generator().manual_seed(0))
     conf = torch.zeros(k, k, dtype=torch.long, device=device)
+    failure = None
+    with Batches(loader) as items:  # a file that cannot be read: DataError naming it, the workers ended
+        try:
+            conf, exports = _score_items(model, zip(indices, items), conf=conf, cfg=cfg, device=device,
+                                         use_bf16=use_bf16, channels_last=channels_last, export_dir=export_dir,
+                                         export_count=export_count, export_indices=export_indices)
+        except (DataError, WorkerFailed) as exc:
+            failure = exc
+    if world_size > 1:  # every rank raises a rank's failure here, rather than wait in the reduction for one that stopped
+        raise_on_every_rank(failure, device)
+    if failure is not None:
+        raise failure
+    conf = all_reduce_confusion(conf).cpu()
+    exports = _gather_rows(exports, world_size)
+    if was_training:
+        model.train()
+    return {"confusion": conf, "metrics": split_metrics(conf, dataset=dataset_name, num_classes=k), "num_images": len(dataset),
+            "exports": exports}
+
+
+def _score_items(model: nn.Module, items, *, conf: torch.Tensor, cfg: Config, device: torch.device, use_bf16: bool,
+                 channels_last: bool, export_dir: str | Path | None, export_count: int,
+                 export_indices: Sequence[int] | None) -> tuple[torch.Tensor, list[dict]]:
+    """Add each ``(index, item)``'s confusion (K, K) to ``conf``; the export rows of the exported images."""
+    k = cfg.num_classes
     exports: list[dict] = []
-    for index, item in zip(indices, loader):
+    for index, item in items:
         image = item["image"][None].to(device, non_blocking=True)
         if channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
@@ -138,12 +183,7 @@ def score_dataset(model: nn.Module, dataset: Dataset, *, cfg: Config, device: to
             with reporting(Path(export_dir), NOTE):
                 exports.append(export_maps(model, image, pred, item, index=index, out=Path(export_dir), cfg=cfg,
                                            use_bf16=use_bf16))
-    conf = all_reduce_confusion(conf).cpu()
-    exports = _gather_rows(exports, world_size)
-    if was_training:
-        model.train()
-    return {"confusion": conf, "metrics": split_metrics(conf, dataset=dataset_name, num_classes=k), "num_images": len(dataset),
-            "exports": exports}
+    return conf, exports
 
 
 def _gather_rows(rows: list[dict], world_size: int) -> list[dict]:

@@ -33,7 +33,7 @@ from jupyter_client.manager import KernelManager
 from papermill.exceptions import PapermillExecutionError
 
 from aiblib.config import CONFIG_KEYS
-from aiblib.errors import UserError
+from aiblib.errors import UserError, WorkerFailed
 from aiblib.paths import project_path, project_root
 
 __all__ = ["NotebookFailed", "declared_parameters", "notebook_parameters", "run_notebook", "run_record", "completed",
@@ -41,11 +41,12 @@ __all__ = ["NotebookFailed", "declared_parameters", "notebook_parameters", "run_
 
 KERNEL_NAME = "aiblib"  # the kernel `make setup` installs into .venv
 NOTEBOOKS = project_path("notebooks")
-# exceptions raised in a notebook that mean the user's input was wrong (exit status 2)
+# exceptions raised in a notebook that need only their line: a user's input was wrong (exit status 2), a data-loader
+# worker died (1)
 USER_ERROR_NAMES = frozenset({
     "UserError", "StorageError", "RunLockedError", "ValueError", "DataError", "FileNotFoundError", "FileExistsError",
     "IsADirectoryError", "NotADirectoryError", "PermissionError", "YAMLError", "NonFiniteLossError", "Interrupted",
-    "KeyboardInterrupt",
+    "KeyboardInterrupt", "WorkerFailed",
 })
 
 
@@ -158,6 +159,8 @@ def _failure(notebook: Path, output: Path, exc: PapermillExecutionError) -> Note
         failed.exit_status = 128 + int(signal.Signals[stopped.group(1)])
     elif exc.ename == "KeyboardInterrupt":  # a second Ctrl-C, or one outside training
         failed.exit_status = 128 + int(signal.SIGINT)
+    elif exc.ename == "WorkerFailed":  # a data-loader worker died: one line, exit status 1 as on the command line
+        failed.exit_status = WorkerFailed.exit_status
     return failed
 
 

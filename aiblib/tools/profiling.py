@@ -163,32 +163,35 @@ def measure(plan: ProfilePlan, root: Path, variant: str, augment: str, proc: Pro
     net = torch.compile(model) if cfg.compile else model
     optimizer = make_optimizer(model, cfg)
     batches = _batches(cfg, proc)
-    for _ in range(plan.warmup):
-        _iteration(net, optimizer, batches, cfg, proc, bf16, channels_last, None)
-    sync(proc.device)
-    if proc.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(proc.device)
-    cuda = proc.device.type == "cuda"
-    events, waits = [], []
-    start = time.perf_counter()
-    for _ in range(plan.iterations):
-        waits.append(_iteration(net, optimizer, batches, cfg, proc, bf16, channels_last, events if cuda else None))
-    sync(proc.device)
-    seconds = time.perf_counter() - start
-    phases = {"data wait": statistics.median(waits) * 1000, **{name: float("nan") for name in PHASES[1:]}}
-    if cuda:
-        per = [events[i:i + 5] for i in range(0, len(events), 5)]
-        for k, name in enumerate(PHASES[1:]):
-            phases[name] = statistics.median(e[k].elapsed_time(e[k + 1]) for e in per)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities) as prof:
-        for _ in range(plan.profiled):
+    try:
+        for _ in range(plan.warmup):
             _iteration(net, optimizer, batches, cfg, proc, bf16, channels_last, None)
         sync(proc.device)
-    return {"variant": variant, "augment": augment, "images_per_s": plan.images * plan.iterations / seconds,
-            "ms_per_iteration": seconds / plan.iterations * 1000, **{f"{k} ms": v for k, v in phases.items()},
-            "peak_gb": torch.cuda.max_memory_allocated(proc.device) / 2**30 if cuda else float("nan"),
-            "top": _top_operations(prof, device=proc.device, iterations=plan.profiled)}
+        if proc.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(proc.device)
+        cuda = proc.device.type == "cuda"
+        events, waits = [], []
+        start = time.perf_counter()
+        for _ in range(plan.iterations):
+            waits.append(_iteration(net, optimizer, batches, cfg, proc, bf16, channels_last, events if cuda else None))
+        sync(proc.device)
+        seconds = time.perf_counter() - start
+        phases = {"data wait": statistics.median(waits) * 1000, **{name: float("nan") for name in PHASES[1:]}}
+        if cuda:
+            per = [events[i:i + 5] for i in range(0, len(events), 5)]
+            for k, name in enumerate(PHASES[1:]):
+                phases[name] = statistics.median(e[k].elapsed_time(e[k + 1]) for e in per)
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
+            for _ in range(plan.profiled):
+                _iteration(net, optimizer, batches, cfg, proc, bf16, channels_last, None)
+            sync(proc.device)
+        return {"variant": variant, "augment": augment, "images_per_s": plan.images * plan.iterations / seconds,
+                "ms_per_iteration": seconds / plan.iterations * 1000, **{f"{k} ms": v for k, v in phases.items()},
+                "peak_gb": torch.cuda.max_memory_allocated(proc.device) / 2**30 if cuda else float("nan"),
+                "top": _top_operations(prof, device=proc.device, iterations=plan.profiled)}
+    finally:
+        batches.close()  # its workers end
 
 
 def profile_training(plan: ProfilePlan, *, scratch: Path, device: torch.device,

@@ -36,7 +36,9 @@ position), the sampling order of (seed, epoch), and every RNG state is saved).
 
 Faults: a damaged checkpoint is skipped for the newest whole one, a second writer is refused
 (:mod:`aiblib.training.rundir`), a full disk stops with the previous checkpoint intact (:mod:`aiblib.storage.atomic`),
-SIGINT / SIGTERM finish the step and write ``last.pth`` first (:mod:`aiblib.training.stopping`).
+SIGINT / SIGTERM finish the step and write ``last.pth`` first (:mod:`aiblib.training.stopping`),
+a damaged or vanished data file or a dead data-loader worker stops every rank at the same iteration
+in one line, the workers ended and the lock released (:mod:`aiblib.data.loading`).
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ from aiblib.config import (
     state_digest,
     torch_settings,
 )
-from aiblib.data import apply_batch, build_dataset, train_transform
-from aiblib.errors import Interrupted
+from aiblib.data import Batches, DataError, apply_batch, build_dataset, train_transform
+from aiblib.errors import Interrupted, WorkerFailed
 from aiblib.evaluation import score_dataset, test_pipeline
 from aiblib.storage import LOG_NAME, RunLog, checkpoint_dir, last_checkpoint, model_checkpoint, save_training_checkpoint
 from aiblib.training.losses import segmentation_loss
@@ -127,7 +129,7 @@ class _Run:
     model: nn.Module                 # the bare model (what is saved and validated)
     net: nn.Module                   # the model, wrapped in DDP when distributed
     optimizer: torch.optim.Optimizer
-    batches: object                  # iterator over training batches
+    batches: Batches                 # the training batches (close() ends the data-loader workers)
     val_set: object
     use_bf16: bool
     channels_last: bool
@@ -169,8 +171,9 @@ def train(cfg: Config) -> Path:
                 return run_dir
             run = _set_up(cfg, proc, run_dir, checkpoint, start)
             run.stop, run.saved_at = stop, start
-            _loop(run, start)
-            _finish(run)
+            with run.batches:  # the data-loader workers end on every way out, within seconds
+                _loop(run, start)
+                _finish(run)
             return run_dir
 
 
@@ -193,7 +196,6 @@ def _set_up(cfg: Config, proc: Process, run_dir: Path, checkpoint: dict | None, 
         optimizer.load_state_dict(checkpoint["optimizer"])
     net = compiled(wrap_ddp(model, cfg, proc), cfg.compile)
     train_set, val_set = build_datasets(cfg)
-    batches = training_batches(cfg, proc, train_set, start, per_process)
     if checkpoint is not None:
         restore_rng(checkpoint, proc, last_checkpoint(run_dir))
         log.write("event", start, event="resume", world_size=proc.world_size, device=str(proc.device),
@@ -207,6 +209,7 @@ def _set_up(cfg: Config, proc: Process, run_dir: Path, checkpoint: dict | None, 
     show = proc.is_main and cfg.progress and not os.environ.get("CI")
     plain = show and not sys.stderr.isatty()  # a notebook, papermill or a log file: a line per log record
     bar = tqdm(total=cfg.iterations, initial=start, disable=not show or plain, dynamic_ncols=True, desc=run_dir.name)
+    batches = training_batches(cfg, proc, train_set, start, per_process)  # last: its workers start now
     return _Run(cfg=cfg, proc=proc, run_dir=run_dir, log=log, model=model, net=net, optimizer=optimizer,
                 batches=batches, val_set=val_set, use_bf16=use_bf16, channels_last=channels_last, bar=bar, show=show, plain=plain, first_iteration=start)
 
@@ -219,10 +222,12 @@ def _loop(run: _Run, start: int) -> None:
     run.tick = run.started = time.perf_counter()
     try:
         while iteration < cfg.iterations:
-            if signal_number := agreed_stop(run.stop, run.proc):  # every rank stops after the same iteration
+            batch, failure = _next_batch(run)
+            # every rank stops after the same iteration, on a signal or on any rank's failure to load its batch
+            if signal_number := agreed_stop(run.stop, run.proc, failure):
                 _interrupted(run, iteration, signal_number)
             lr = _set_lr(run.optimizer, iteration, cfg)
-            terms, outputs = _step(run, iteration, lr)
+            terms, outputs = _step(run, batch, iteration, lr)
             iteration += 1
             run.stats.add(terms, outputs, lr)
             run.bar.update(1)
@@ -244,11 +249,22 @@ def _set_lr(optimizer: torch.optim.Optimizer, iteration: int, cfg: Config) -> fl
     return lr
 
 
-def _step(run: _Run, iteration: int, lr: float) -> tuple[dict, dict]:
-    """One optimisation step on the next batch (augmented here with ``augment_on: device``); the loss terms and
-    the model's outputs."""
+def _next_batch(run: _Run) -> tuple[dict | None, Exception | None]:
+    """This process's next batch, or the error that stopped it (``DataError``: a file that cannot be
+    read, named; ``WorkerFailed``: a data-loader worker died); the wait counts as data time."""
     t_data = time.perf_counter()
-    batch = next(run.batches)
+    try:
+        return next(run.batches), None
+    except (DataError, WorkerFailed) as exc:
+        return None, exc
+    finally:
+        run.stats.data_time += time.perf_counter() - t_data
+
+
+def _step(run: _Run, batch: dict, iteration: int, lr: float) -> tuple[dict, dict]:
+    """One optimisation step on ``batch`` (augmented here with ``augment_on: device``); the loss terms and the
+    model's outputs."""
+    t_data = time.perf_counter()
     if "draws" in batch:  # augment_on: device
         images, labels = apply_batch(batch["image"], batch["label"], batch["draws"], tuple(run.cfg.crop_size),
                                      run.proc.device)

@@ -9,12 +9,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from aiblib.config import Config, Process
-from aiblib.data import collate_drawn
+from aiblib.data import Batches, Guarded, GuardedCollate, collate_drawn, worker_init
 from aiblib.model import build_model
 from aiblib.paths import project_path
 from aiblib.storage import RunLog, init_pretrained
 from aiblib.training.sampling import InfiniteShardSampler, SeededSamples
-from aiblib.training.stopping import ignore_stop_signals
 
 __all__ = ["fresh_model", "place_model", "wrap_ddp", "training_batches"]
 
@@ -57,22 +56,23 @@ def wrap_ddp(model: nn.Module, cfg: Config, proc: Process) -> nn.Module:
 
 
 def _worker_init(worker_id: int) -> None:
-    """A data-loader worker: stop signals left to the training process; OpenCV (the CPU augmentation's resize and
-    colour steps) in one thread, as the DataLoader sets torch's, so that workers do not oversubscribe the cores."""
-    ignore_stop_signals(worker_id)
+    """A data-loader worker (:func:`aiblib.data.worker_init`: stop signals left to the training process, dies with
+    it); OpenCV (the CPU augmentation's resize and colour steps) in one thread, as the DataLoader sets torch's, so
+    that workers do not oversubscribe the cores."""
+    worker_init(worker_id)
     cv2.setNumThreads(1)
 
 
-def training_batches(cfg: Config, proc: Process, train_set, start: int, per_process: int):
+def training_batches(cfg: Config, proc: Process, train_set, start: int, per_process: int) -> Batches:
     """Endless batches of ``per_process`` images of this process's shard, from iteration ``start`` on (with
-    ``augment_on: device``: lists of uint8 images, labels and their draws, :func:`aiblib.data.collate_drawn`)."""
+    ``augment_on: device``: lists of uint8 images, labels and their draws, :func:`aiblib.data.collate_drawn`;
+    a file that cannot be read raises ``DataError`` naming it; close the batches to end the workers)."""
     sampler = InfiniteShardSampler(len(train_set), seed=cfg.seed, rank=proc.rank, world_size=proc.world_size,
                                    start=start * per_process)
     loader = DataLoader(
-        SeededSamples(train_set), batch_size=per_process, sampler=sampler, num_workers=cfg.num_workers,
+        Guarded(SeededSamples(train_set)), batch_size=per_process, sampler=sampler, num_workers=cfg.num_workers,
         pin_memory=proc.device.type == "cuda", drop_last=True, persistent_workers=cfg.num_workers > 0,
-        worker_init_fn=_worker_init,
-        generator=torch.Generator().manual_seed(cfg.seed),
-        collate_fn=collate_drawn if cfg.augment_on == "device" else None,
+        worker_init_fn=_worker_init, generator=torch.Generator().manual_seed(cfg.seed),
+        collate_fn=GuardedCollate(collate_drawn) if cfg.augment_on == "device" else GuardedCollate(),
     )
-    return iter(loader)
+    return Batches(loader)

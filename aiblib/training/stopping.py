@@ -8,9 +8,11 @@ changes nothing). The previous handlers come back on exit: a notebook kernel liv
 
 Under torchrun every rank calls :func:`agreed_stop` at the top of every iteration: one scalar
 ``all_reduce`` (MAX) of the signal number, so all ranks stop after the same iteration whichever
-of them got the signal. Data-loader workers ignore both signals (:func:`ignore_stop_signals`,
-their ``worker_init_fn``): a Ctrl-C or torchrun's ``killpg`` reaches them too, and a worker
-that died of it would take the step under way with it.
+of them got the signal. The same scalar carries a failure to load this iteration's batch (a
+damaged file, a dead data-loader worker): every rank then raises the failure of the lowest
+failing rank, so none waits on a collective for a rank that has stopped. Data-loader workers
+ignore both signals (:func:`aiblib.data.worker_init`, their ``worker_init_fn``): a Ctrl-C or
+torchrun's ``killpg`` reaches them too, and a worker that died of it would take the step under way with it.
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ import threading
 import torch
 import torch.distributed as dist
 
-from aiblib.config import Process
+from aiblib.config import Process, raise_on_every_rank
+from aiblib.data import STOP_SIGNALS
 
-__all__ = ["StopRequests", "agreed_stop", "ignore_stop_signals", "STOP_SIGNALS"]
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+__all__ = ["StopRequests", "agreed_stop"]
 
 
 class StopRequests:
@@ -53,16 +54,16 @@ class StopRequests:
         self._previous.clear()
 
 
-def agreed_stop(stop: StopRequests, proc: Process) -> int:
-    """The signal number every rank stops on now (0: go on): the largest any rank has noted."""
+def agreed_stop(stop: StopRequests, proc: Process, failure: Exception | None = None) -> int:
+    """The signal number every rank stops on now (0: go on): the largest any rank has noted.
+
+    ``failure``: this rank's error loading its batch, or None. When any rank has one, every rank
+    raises the lowest failing rank's (marked ``every_rank``, so only rank 0 prints its line).
+    """
     if not proc.distributed:
+        raise_on_every_rank(failure, proc.device)
         return stop.signal_number
-    flag = torch.tensor([stop.signal_number], dtype=torch.int32, device=proc.device)
+    flag = torch.tensor([stop.signal_number, int(failure is not None)], dtype=torch.int32, device=proc.device)
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return int(flag.item())
-
-
-def ignore_stop_signals(worker_id: int) -> None:
-    """A data-loader worker's ``worker_init_fn``: SIGINT and SIGTERM are for the training process to handle."""
-    for number in STOP_SIGNALS:
-        signal.signal(number, signal.SIG_IGN)
+    raise_on_every_rank(failure, proc.device, failed=bool(flag[1].item()))
+    return int(flag[0].item())

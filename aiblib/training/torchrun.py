@@ -16,12 +16,14 @@ import tempfile
 from pathlib import Path
 
 from aiblib.config import Config, images_per_process
-from aiblib.errors import Interrupted
+from aiblib.errors import Interrupted, UserError, WorkerFailed
 
 # the line of a training stopped by a signal (see aiblib.training.loop)
 STOPPED = re.compile(r"error: (training stopped by (SIG[A-Z]+)\b.*)$")
+ERROR = re.compile(r"error: (.+)$")  # the one line of an error every rank stopped on (aiblib.cli.common)
+WORKER_DIED = re.compile(r"(a )?data-loader worker")  # WorkerFailed's lines (aiblib.data.loading)
 
-__all__ = ["launch", "torchrun_command"]
+__all__ = ["launch", "torchrun_command", "launch_failure"]
 
 
 def torchrun_command(params_file: str | Path, nproc_per_node: int) -> list[str]:
@@ -37,7 +39,8 @@ def launch(cfg: Config, nproc_per_node: int, *, env: dict[str, str] | None = Non
     printed line by line. Returns the run directory. An interrupt of this process (Ctrl-C,
     the notebook's interrupt button) is passed on to torchrun once, whose workers then save
     and stop: that raises :class:`~aiblib.errors.Interrupted`, as training does in one
-    process; any other failure raises ``RuntimeError`` with the last lines of output.
+    process; a damaged data file or a dead data-loader worker raises its one line (:func:`launch_failure`);
+    any other failure raises ``RuntimeError`` with the last lines of output.
     """
     images_per_process(cfg, nproc_per_node)  # a split that does not divide is refused before anything starts
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,11 +55,21 @@ def launch(cfg: Config, nproc_per_node: int, *, env: dict[str, str] | None = Non
                               start_new_session=True) as proc:
             tail = _relay(proc)
         if proc.returncode != 0:
-            stopped = next((m for line in reversed(tail) if (m := STOPPED.search(line))), None)
-            if stopped:
-                raise Interrupted(stopped.group(1), signal_number=int(signal.Signals[stopped.group(2)]))
-            raise RuntimeError(f"{' '.join(command)} exited with {proc.returncode}:\n{''.join(tail)}")
+            raise launch_failure(command, proc.returncode, tail)
     return cfg.resolved_run_dir()
+
+
+def launch_failure(command: list[str], returncode: int, tail: list[str]) -> Exception:
+    """What a failed torchrun raises in the notebook: :class:`~aiblib.errors.Interrupted` for a stop on a
+    signal; for the one ``error: ...`` line the ranks print (a damaged file, a user's mistake) that line as a
+    ``UserError`` (``WorkerFailed`` for a dead data-loader worker); else ``RuntimeError`` with the output's tail."""
+    stopped = next((m for line in reversed(tail) if (m := STOPPED.search(line))), None)
+    if stopped:
+        return Interrupted(stopped.group(1), signal_number=int(signal.Signals[stopped.group(2)]))
+    line = next((m.group(1) for line in reversed(tail) if (m := ERROR.match(line.strip()))), None)
+    if line is not None and "Traceback" not in "".join(tail).split("error: ")[0]:
+        return WorkerFailed(line) if WORKER_DIED.match(line) else UserError(line)
+    return RuntimeError(f"{' '.join(command)} exited with {returncode}:\n{''.join(tail)}")
 
 
 def _relay(proc: subprocess.Popen) -> list[str]:

@@ -1,0 +1,81 @@
+"""Every image and label of a data root decoded as training reads them, in parallel; every damaged file listed.
+
+``python -m aiblib prepare --check-images [--root DATA_ROOT | --camvid PATH] [--workers N]``
+
+When to use it: once after downloading or copying a data set, and before a long run. A truncated
+or damaged PNG/JPEG (a partial download, a disk error) stops training with one line at the
+iteration that first draws it, which may be hours in; this finds all of them in one pass. Each
+pair is read by the dataset's own ``load`` (the image decoded whole, the label decoded and its
+values checked, the two sizes compared), for every split of every dataset found (cityscapes,
+bdd100k, nightcity-fine; or every folder of a CamVid folder), in ``workers`` processes.
+
+:func:`check_images` returns one row per dataset split (``dataset, split, pairs, damaged``) with
+the problems, one line each naming its file, in ``summary.attrs["problems"]``.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+from aiblib.data import CAMVID_SPLITS, FOLDERS, SPLITS, CamVidDataset, DataError, SegmentationDataset, find_pairs
+from aiblib.paths import project_path
+
+__all__ = ["check_images"]
+
+_CHUNK = 16  # pairs sent to a worker process at a time
+
+
+def _pair_problem(item: tuple[bool, Path, Path]) -> str | None:
+    """The one-line problem of an (is_camvid, image, label) pair, or None when both read and fit."""
+    camvid, image, label = item
+    dataset = (CamVidDataset if camvid else SegmentationDataset)([(image, label)])
+    try:
+        dataset.load(0)
+    except (DataError, OSError) as exc:
+        return " ".join(str(exc).split())
+    return None
+
+
+def _splits(root: Path, *, camvid: bool, datasets: list[str] | None) -> list[tuple[str, str]]:
+    """The (layout, split or folder) pairs to read under ``root``."""
+    if camvid:
+        folders = sorted({f for split in CAMVID_SPLITS.values() for f in split.folders})
+        return [("camvid", folder) for folder in folders]
+    found = [d for d, folder in FOLDERS.items() if (root / folder).is_dir()] if datasets is None else datasets
+    if not found:
+        raise DataError(f"no dataset folder under {root}; expected one or more of {sorted(set(FOLDERS.values()))}")
+    return [(d, split) for d in found for split in SPLITS]
+
+
+def check_images(root: str | Path, *, camvid: bool = False, datasets: list[str] | None = None,
+                 workers: int = 0) -> pd.DataFrame:
+    """Read every pair under ``root`` (a data root, or with ``camvid`` a CamVid folder) in ``workers``
+    processes (0: one per CPU); see the module docstring for the summary and its problems."""
+    root = project_path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no folder {root} to check")
+    rows, problems, todo = [], [], []
+    for dataset, split in _splits(root, camvid=camvid, datasets=datasets):
+        try:
+            pairing = find_pairs(dataset, root, split)
+        except DataError as exc:
+            if dataset != "camvid" and split not in ("train", "val"):
+                continue  # a test split is optional
+            problems.append(str(exc).splitlines()[0])
+            continue
+        problems += list(pairing.unpaired)
+        todo += [(dataset, split, image, label) for image, label in pairing.pairs]
+        rows.append({"dataset": dataset, "split": split, "pairs": len(pairing.pairs), "damaged": 0})
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        found = list(pool.map(_pair_problem, [(d == "camvid", i, lab) for d, _, i, lab in todo], chunksize=_CHUNK))
+    for (dataset, split, _, _), problem in zip(todo, found):
+        if problem is not None:
+            problems.append(problem)
+            next(r for r in rows if (r["dataset"], r["split"]) == (dataset, split))["damaged"] += 1
+    summary = pd.DataFrame(rows, columns=["dataset", "split", "pairs", "damaged"])
+    summary.attrs["problems"] = problems
+    return summary
