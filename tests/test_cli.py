@@ -94,7 +94,8 @@ def test_make_run_without_a_name_says_what_to_give():
     assert proc.returncode == 2 and "error: make run needs NAME=" in proc.stderr
 
 
-# Runs python -m aiblib's main with the notebook stack made unimportable (as on a GPU machine with torch alone).
+# Runs python -m aiblib's main for each command given (with --help), with the notebook stack made unimportable
+# (as on a GPU machine with torch alone); prints each command's exit status, then the hidden modules loaded.
 _WITHOUT_NOTEBOOK_STACK = """
 import importlib.abc, sys
 HIDDEN = {"papermill", "nbformat", "nbclient", "ipykernel", "ipywidgets", "IPython", "jupyter_client", "jupyterlab"}
@@ -104,28 +105,32 @@ class Hide(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 sys.meta_path.insert(0, Hide())
 from aiblib.__main__ import main
-try:
-    status = main(sys.argv[1:])
-except SystemExit as exit_:  # argparse's --help
-    status = exit_.code
-loaded = sorted(name for name in sys.modules if name.split(".")[0] in HIDDEN)
-print("loaded:", loaded)
-sys.exit(status)
+for command in sys.argv[1:]:
+    try:
+        status = main([command, "--help"])
+    except SystemExit as exit_:  # argparse's --help
+        status = exit_.code
+    print(f"status {command}: {status}", flush=True)
+print("loaded:", sorted(name for name in sys.modules if name.split(".")[0] in HIDDEN))
 """
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "gpu-check", "profile", "prepare", "bench"])
-def test_train_evaluate_and_gpu_check_run_without_papermill_or_jupyter(command):
-    result = subprocess.run([sys.executable, "-c", _WITHOUT_NOTEBOOK_STACK, command, "--help"], cwd=REPO,
-                            env=subprocess_env(), capture_output=True, text=True, timeout=120)
+def _without_notebook_stack(*commands: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _WITHOUT_NOTEBOOK_STACK, *commands], cwd=REPO, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_train_evaluate_gpu_check_and_the_tools_run_without_papermill_or_jupyter():
+    commands = ["train", "evaluate", "gpu-check", "profile", "prepare", "bench"]
+    result = _without_notebook_stack(*commands)
     assert result.returncode == 0, result.stderr
+    assert all(f"status {c}: 0" in result.stdout for c in commands), result.stdout + result.stderr
     assert "usage:" in result.stdout and "loaded: []" in result.stdout, result.stdout
 
 
 def test_a_notebook_command_without_papermill_says_what_is_missing_in_one_line():
-    result = subprocess.run([sys.executable, "-c", _WITHOUT_NOTEBOOK_STACK, "notebook", "--help"], cwd=REPO,
-                            env=subprocess_env(), capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
+    result = _without_notebook_stack("notebook")
+    assert "status notebook: 2" in result.stdout, result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: python -m aiblib notebook needs the Python package"), \
         result.stderr
