@@ -1,4 +1,5 @@
-"""make as a user types it: the β × seed sweep on the smoke parameters, and its rerun."""
+"""make as a user types it: make camvid (and the make sweep it runs) on a tiny CamVid folder and its rerun; Ctrl-C
+through make run's command."""
 
 from __future__ import annotations
 
@@ -7,28 +8,6 @@ import subprocess
 import pandas as pd
 import pytest
 from conftest import REPO, subprocess_env, tiny_config
-
-
-@pytest.mark.slow
-def test_make_sweep_reports_mean_and_std_and_a_rerun_skips_the_finished_runs(tmp_path):
-    # One β, as make seeds runs it (several βs in one summary and plot: tests/test_report.py).
-    results, runs = tmp_path / "results", tmp_path / "runs"
-    command = ["make", "--no-print-directory", "sweep", "PARAMS=params/smoke.yaml", "BETAS=1e-3", "SEEDS=0 1",
-               f"RESULTS={results}", f"SWEEP_RUNS={runs}"]
-    env = {k: v for k, v in subprocess_env().items() if k != "PYTHONPATH"}
-    first = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "[1/10] 00-prepare-data" in first.stdout and "[10/10] 04-report" in first.stdout
-    assert first.stdout.count("01-train: done in") == 4 and "Passed unknown parameter" not in first.stderr
-    summary = pd.read_csv(results / "sweep-dg" / "summary.csv")
-    assert sorted(summary["method"]) == ["AIBR", "baseline"] and (summary["seeds"] == 2).all()
-    assert summary["cityscapes:val std"].notna().all() and (summary["cityscapes:val std"] >= 0).all()
-    assert (results / "sweep-dg" / "miou_vs_beta.png").is_file()
-
-    second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert second.stdout.count("skipped") == 4 and "01-train: running" not in second.stdout
-    assert pd.read_csv(results / "sweep-dg" / "summary.csv").equals(summary)
 
 
 @pytest.mark.slow
@@ -60,9 +39,11 @@ def test_ctrl_c_during_a_notebook_run_reaches_the_kernel_which_saves_and_stops(t
 
 @pytest.mark.slow
 def test_make_camvid_end_to_end_on_a_tiny_camvid_folder(tmp_path, camvid_root, synthetic_root):
-    """``make camvid`` as README writes it, on the test's own CamVid folder: the data check, one seed pair of
-    camvid-dusk (results/camvid: comparison.csv with its columns, per-class tables, the report), a DG run scored
-    on CamVid day and dusk (paired into results/comparison.csv) and 03's figures on real-layout frames."""
+    """``make camvid`` as README writes it, on the test's own CamVid folder: the data check, two seed pairs of
+    camvid-dusk through ``make sweep`` (results/camvid: comparison.csv with its columns, per-class tables, the
+    summary's mean and std over the seeds, the report), a DG run scored on CamVid day and dusk (paired into
+    results/comparison.csv) and 03's figures on real-layout frames; then the same command again skips the four
+    finished runs and reports the same summary (make sweep's resumption, which make seeds uses too)."""
     from aiblib.config import load_config
     from aiblib.reporting import COLUMNS, report
     from aiblib.training import train
@@ -76,7 +57,7 @@ def test_make_camvid_end_to_end_on_a_tiny_camvid_folder(tmp_path, camvid_root, s
                             checkpoint=run / "checkpoints" / "last.pth")
     tiny = ("-p iterations 2 -p crop_size [32,32] -p base_size [24,32] -p aspp_channels 32 -p skip_channels 8 "
             "-p aux_channels 16 -p images_per_iteration 2")
-    command = ["make", "--no-print-directory", "camvid", f"CAMVID={camvid_root}", "CAMVID_SEEDS=0",
+    command = ["make", "--no-print-directory", "camvid", f"CAMVID={camvid_root}", "CAMVID_SEEDS=0 1",
                f"RESULTS={results}", f"CAMVID_RUNS={runs / 'camvid'}", f"DG_RUNS={' '.join(map(str, dg))}", f"CAMVID_EXTRA={tiny}"]
     env = {k: v for k, v in subprocess_env().items() if k != "PYTHONPATH"}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
@@ -92,6 +73,15 @@ def test_make_camvid_end_to_end_on_a_tiny_camvid_folder(tmp_path, camvid_root, s
     assert {"camvid:test-day", "camvid:dusk"} <= set(real[real["protocol"] == "dg"]["domain"])
     figures = sorted(p.name for p in camvid.glob("camvid-dusk-aib-b*-s0-attention/*.png"))
     assert any(name.startswith("camvid-dusk_") for name in figures) and any("test-day" in n for n in figures)
+    summary = pd.read_csv(camvid / "summary.csv")
+    assert sorted(summary["method"]) == ["AIBR", "baseline"] and (summary["seeds"] == 2).all()
+    assert summary["camvid:dusk std"].notna().all() and (summary["camvid:dusk std"] >= 0).all()
+    assert (camvid / "miou_vs_beta.png").is_file()
+
+    again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stdout.count("skipped") == 4 and "01-train: running" not in again.stdout
+    assert pd.read_csv(camvid / "summary.csv").equals(summary)
 
 
 def _mkdir(path):
