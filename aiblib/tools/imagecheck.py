@@ -15,6 +15,7 @@ the problems, one line each naming its file, in ``summary.attrs["problems"]``.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -70,7 +71,10 @@ def check_images(root: str | Path, *, camvid: bool = False, datasets: list[str] 
         problems += list(pairing.unpaired)
         todo += [(dataset, split, image, label) for image, label in pairing.pairs]
         rows.append({"dataset": dataset, "split": split, "pairs": len(pairing.pairs), "damaged": 0})
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    # spawned, not forked: a fork of a process with running threads (torch's, a notebook kernel's) can inherit a
+    # held lock and wait on it forever (seen: the test suite's process, after an in-process training)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=context) as pool:
         found = list(pool.map(_pair_problem, [(d == "camvid", i, lab) for d, _, i, lab in todo], chunksize=_CHUNK))
     for (dataset, split, _, _), problem in zip(todo, found):
         if problem is not None:
