@@ -11,7 +11,7 @@ from conftest import REPO, subprocess_env, tiny_config
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_a_notebook_run_reaches_the_kernel_which_saves_and_stops(tmp_path):
+def test_ctrl_c_during_a_notebook_run_reaches_the_kernel_which_saves_and_stops(tmp_path, synthetic_root):
     """``python -m aiblib run`` (what make run calls): one SIGINT is passed on to the kernel, whose
     training saves last.pth and stops; the command ends with the training's one line and status 130."""
     import signal
@@ -20,7 +20,8 @@ def test_ctrl_c_during_a_notebook_run_reaches_the_kernel_which_saves_and_stops(t
     from aiblib.storage import safe_load
 
     command = [sys.executable, "-m", "aiblib", "run", "sig", "-f", "params/smoke.yaml", "--results",
-               str(tmp_path / "results"), "-p", "runs_root", str(tmp_path / "runs"), "-p", "iterations", "300"]
+               str(tmp_path / "results"), "-p", "runs_root", str(tmp_path / "runs"), "-p", "iterations", "300",
+               "-p", "data_root", str(synthetic_root)]
     proc = subprocess.Popen(command, cwd=REPO, env=subprocess_env() | {"CI": ""}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:  # training has started when its progress lines appear
