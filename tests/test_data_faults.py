@@ -170,6 +170,12 @@ def test_files_removed_after_the_listing_end_training_in_one_line_and_the_checkp
 
 
 # ---------------------------------------------------------------- a dead worker, Ctrl-C with workers
+def _killed_line(worker: int) -> str:
+    """The one line of a run whose data-loader worker ``worker`` was SIGKILLed."""
+    return (f"error: data-loader worker {worker} was killed by SIGKILL (the kernel's OOM killer sends SIGKILL when "
+            "memory runs out: lower num_workers); the run stopped")
+
+
 @pytest.mark.slow
 def test_a_worker_killed_by_sigkill_ends_training_in_one_line_with_status_1(synthetic_root, tmp_path):
     run = tmp_path / "run"
@@ -180,8 +186,7 @@ def test_a_worker_killed_by_sigkill_ends_training_in_one_line_with_status_1(synt
     killed = time.monotonic()
     status, err = _end(child, LIMIT_S)
     assert status == 1 and time.monotonic() - killed < STOPPED_S, err[-3000:]
-    assert _error_lines(err) == {f"error: data-loader worker {worker} was killed by SIGKILL (the kernel's OOM killer "
-                                 "sends SIGKILL when memory runs out: lower num_workers); the run stopped"}
+    assert _error_lines(err) == {_killed_line(worker)}
     assert verify_checkpoint(run / "checkpoints" / "last.pth") is None
     _lock_released(run)
 
@@ -250,8 +255,7 @@ def test_under_torchrun_a_worker_killed_by_sigkill_ends_both_ranks(synthetic_roo
     killed = time.monotonic()
     status, err = _end(child, LIMIT_S)
     assert status != 0 and time.monotonic() - killed < STOPPED_S, err[-3000:]
-    assert _error_lines(err, torchrun=True) == {f"error: data-loader worker {worker} was killed by SIGKILL (the kernel's OOM killer "
-                                 "sends SIGKILL when memory runs out: lower num_workers); the run stopped"}
+    assert _error_lines(err, torchrun=True) == {_killed_line(worker)}
     assert _root_cause_status(err) == 1, err[-3000:]
     assert verify_checkpoint(run / "checkpoints" / "last.pth") is None
     _lock_released(run)

@@ -33,11 +33,12 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from aiblib.config import Config, Process, resolve_precision, sync, torch_settings
-from aiblib.data import apply_batch, build_dataset, train_transform
+from aiblib.data import build_dataset, train_transform
 from aiblib.data.synth import generate
+from aiblib.evaluation import forward
 from aiblib.model import build_model
 from aiblib.reporting import markdown_table
-from aiblib.training import make_optimizer, segmentation_loss, training_batches
+from aiblib.training import device_batch, make_optimizer, segmentation_loss, training_batches
 
 __all__ = ["VARIANTS", "ProfilePlan", "tiny_profile_plan", "variant_settings", "profile_training", "format_profile"]
 
@@ -117,18 +118,12 @@ def _iteration(net: nn.Module, optimizer, batches, cfg: Config, proc: Process, b
     batch = next(batches)
     wait = time.perf_counter() - start
     mark()
-    if "draws" in batch:
-        images, labels = apply_batch(batch["image"], batch["label"], batch["draws"], tuple(cfg.crop_size), proc.device)
-    else:
-        images = batch["image"].to(proc.device, non_blocking=True)
-        labels = batch["label"].to(proc.device, non_blocking=True).long()
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
+    images, labels = device_batch(batch, crop_size=tuple(cfg.crop_size), device=proc.device,
+                                  channels_last=channels_last)
     mark()
-    with torch.autocast(proc.device.type, dtype=torch.bfloat16, enabled=bf16):
-        outputs = net(images)
-    outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in outputs.items()}
-    loss = segmentation_loss(outputs, labels, beta=cfg.beta, aux_weight=cfg.aux_weight)["loss"]
+    outputs = forward(net, images, generator=None, use_bf16=bf16)
+    loss = segmentation_loss(outputs, labels, beta=cfg.beta, aux_weight=cfg.aux_weight,
+                             reduction=cfg.loss_reduction)["loss"]
     mark()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

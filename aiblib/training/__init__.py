@@ -9,11 +9,11 @@ from aiblib.training import loop
 from aiblib.training.loop import NonFiniteLossError, build_datasets, make_optimizer, poly_lr, scheduled_lr, train
 from aiblib.training.losses import cross_entropy, segmentation_loss
 from aiblib.training.sampling import InfiniteShardSampler, SeededSamples
-from aiblib.training.setup import training_batches
+from aiblib.training.setup import device_batch, training_batches
 from aiblib.training.torchrun import launch, torchrun_command
 
 __all__ = [
     "loop", "cross_entropy", "segmentation_loss",
-    "NonFiniteLossError", "build_datasets", "make_optimizer", "poly_lr", "scheduled_lr", "train",
+    "NonFiniteLossError", "build_datasets", "device_batch", "make_optimizer", "poly_lr", "scheduled_lr", "train",
     "InfiniteShardSampler", "SeededSamples", "training_batches", "launch", "torchrun_command",
 ]

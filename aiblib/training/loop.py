@@ -70,13 +70,13 @@ from aiblib.config import (
     state_digest,
     torch_settings,
 )
-from aiblib.data import Batches, DataError, apply_batch, build_dataset, train_transform
+from aiblib.data import Batches, DataError, build_dataset, train_transform
 from aiblib.errors import Interrupted, WorkerFailed
-from aiblib.evaluation import score_dataset, test_pipeline
+from aiblib.evaluation import forward, score_dataset, test_pipeline
 from aiblib.storage import LOG_NAME, RunLog, checkpoint_dir, last_checkpoint, model_checkpoint, save_training_checkpoint
 from aiblib.training.losses import segmentation_loss
 from aiblib.training.rundir import exclusive, open_run_dir, restore_rng, resume_point
-from aiblib.training.setup import fresh_model, place_model, training_batches, wrap_ddp
+from aiblib.training.setup import device_batch, fresh_model, place_model, training_batches, wrap_ddp
 from aiblib.training.stats import TrainStats
 from aiblib.training.stopping import StopRequests, agreed_stop
 
@@ -265,18 +265,10 @@ def _step(run: _Run, batch: dict, iteration: int, lr: float) -> tuple[dict, dict
     """One optimisation step on ``batch`` (augmented here with ``augment_on: device``); the loss terms and the
     model's outputs."""
     t_data = time.perf_counter()
-    if "draws" in batch:  # augment_on: device
-        images, labels = apply_batch(batch["image"], batch["label"], batch["draws"], tuple(run.cfg.crop_size),
-                                     run.proc.device)
-    else:
-        images = batch["image"].to(run.proc.device, non_blocking=True)
-        labels = batch["label"].to(run.proc.device, non_blocking=True).long()
-    if run.channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
+    images, labels = device_batch(batch, crop_size=tuple(run.cfg.crop_size), device=run.proc.device,
+                                  channels_last=run.channels_last)
     run.stats.data_time += time.perf_counter() - t_data
-    with torch.autocast(run.proc.device.type, dtype=torch.bfloat16, enabled=run.use_bf16):
-        outputs = run.net(images)
-    outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in outputs.items()}
+    outputs = forward(run.net, images, generator=None, use_bf16=run.use_bf16)
     cfg = run.cfg
     terms = segmentation_loss(outputs, labels, beta=cfg.beta, aux_weight=cfg.aux_weight, reduction=cfg.loss_reduction)
     _check_finite(run, terms, iteration, lr)

@@ -1,5 +1,6 @@
 """What the training loop is given: the model (fresh, its backbone pretrained, on its device, in
-DDP when distributed) and the endless batches of this process's shard (:mod:`aiblib.training.loop`)."""
+DDP when distributed), the endless batches of this process's shard, and each batch on the device
+(:mod:`aiblib.training.loop`)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from aiblib.config import Config, Process
-from aiblib.data import Batches, Guarded, GuardedCollate, collate_drawn, worker_init
+from aiblib.data import Batches, Guarded, GuardedCollate, apply_batch, collate_drawn, worker_init
 from aiblib.model import build_model
 from aiblib.paths import project_path
 from aiblib.storage import RunLog, init_pretrained
 from aiblib.training.sampling import InfiniteShardSampler, SeededSamples
 
-__all__ = ["fresh_model", "place_model", "wrap_ddp", "training_batches"]
+__all__ = ["fresh_model", "place_model", "wrap_ddp", "training_batches", "device_batch"]
 
 
 def fresh_model(cfg: Config, log: RunLog, *, resuming: bool) -> nn.Module:
@@ -55,24 +56,36 @@ def wrap_ddp(model: nn.Module, cfg: Config, proc: Process) -> nn.Module:
     )
 
 
-def _worker_init(worker_id: int) -> None:
-    """A data-loader worker (:func:`aiblib.data.worker_init`: stop signals left to the training process, dies with
-    it); OpenCV (the CPU augmentation's resize and colour steps) in one thread, as the DataLoader sets torch's, so
-    that workers do not oversubscribe the cores."""
-    worker_init(worker_id)
-    cv2.setNumThreads(1)
-
-
 def training_batches(cfg: Config, proc: Process, train_set, start: int, per_process: int) -> Batches:
     """Endless batches of ``per_process`` images of this process's shard, from iteration ``start`` on (with
     ``augment_on: device``: lists of uint8 images, labels and their draws, :func:`aiblib.data.collate_drawn`;
     a file that cannot be read raises ``DataError`` naming it; close the batches to end the workers)."""
+    if cfg.num_workers > 0:
+        # the workers run OpenCV (the CPU augmentation's resize and colour steps) in one thread, as the DataLoader
+        # sets torch's, so that they do not oversubscribe the cores. Set here, before they fork, and inherited:
+        # OpenCV's thread pool does not survive a fork (a worker that resized an inherited pool could hang)
+        cv2.setNumThreads(1)
     sampler = InfiniteShardSampler(len(train_set), seed=cfg.seed, rank=proc.rank, world_size=proc.world_size,
                                    start=start * per_process)
     loader = DataLoader(
         Guarded(SeededSamples(train_set)), batch_size=per_process, sampler=sampler, num_workers=cfg.num_workers,
         pin_memory=proc.device.type == "cuda", drop_last=True, persistent_workers=cfg.num_workers > 0,
-        worker_init_fn=_worker_init, generator=torch.Generator().manual_seed(cfg.seed),
+        worker_init_fn=worker_init, generator=torch.Generator().manual_seed(cfg.seed),
         collate_fn=GuardedCollate(collate_drawn) if cfg.augment_on == "device" else GuardedCollate(),
     )
     return Batches(loader)
+
+
+def device_batch(batch: dict, *, crop_size: tuple[int, int], device: torch.device,
+                 channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A loader's ``batch`` on ``device``: images float32 (B, 3, h, w), normalized (channels_last when asked),
+    labels int64 (B, h, w). A batch with ``draws`` (``augment_on: device``) is augmented there by
+    :func:`aiblib.data.apply_batch` to ``crop_size`` (h, w)."""
+    if "draws" in batch:
+        images, labels = apply_batch(batch["image"], batch["label"], batch["draws"], tuple(crop_size), device)
+    else:
+        images = batch["image"].to(device, non_blocking=True)
+        labels = batch["label"].to(device, non_blocking=True).long()
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels
