@@ -47,8 +47,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the project with its pinned dependencies
 
-test: $(STAMP) ## run the test suite (installs first if needed; includes a papermill smoke run of every notebook)
-	$(PY) -m pytest
+# make test runs pytest in TEST_WORKERS processes (pytest-xdist; 0: in one process): the slow tests mostly wait on
+# subprocesses, kernels and torchrun, so two share 2 cores well, and an idle worker takes tests from a busy one.
+TEST_WORKERS ?= 2
+test: $(STAMP) ## run the test suite (installs first if needed; includes a papermill smoke run of every notebook) [TEST_WORKERS=2]
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: $(STAMP) ## the quick tests only (no test marked slow: no training runs, no notebooks, no torchrun)
 	$(PY) -m pytest -m "not slow"
