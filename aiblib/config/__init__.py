@@ -20,6 +20,7 @@ from aiblib.config.runtime import (
     barrier,
     broadcast_buffers,
     compiled,
+    environment,
     memory_mb,
     native_bf16,
     process_group,
@@ -36,6 +37,6 @@ from aiblib.config.runtime import (
 __all__ = [
     "CONFIG_KEYS", "MODEL_KEYS", "RUNTIME_KEYS", "Config", "check_resumable", "config_from_namespace", "images_per_process",
     "load_config", "parse_overrides",
-    "Process", "raise_on_every_rank", "barrier", "broadcast_buffers", "compiled", "memory_mb", "native_bf16", "process_group",
+    "Process", "raise_on_every_rank", "barrier", "broadcast_buffers", "compiled", "environment", "memory_mb", "native_bf16", "process_group",
     "resolve_precision", "rng_state", "seed_everything", "set_rng_state", "state_digest", "sync", "torch_settings",
 ]

@@ -5,6 +5,7 @@
   exit when this call joined it.
 - :func:`resolve_precision`: bf16 autocast and channels_last from the configuration's switches
   (:func:`native_bf16`: whether the device computes bf16 natively); :func:`compiled`: ``torch.compile`` if asked.
+- :func:`environment`: what a record says about where a run computed (precision, device, CPU model, torch).
 - :func:`torch_settings`: threads, deterministic algorithms and cuDNN benchmark, restored on
   exit (a notebook kernel lives on after a run).
 - :func:`rng_state` / :func:`set_rng_state` / :func:`seed_everything`: every RNG this project draws from.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import platform
 import random
 import resource
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
-    "raise_on_every_rank", "Process", "process_group", "barrier", "native_bf16", "resolve_precision", "compiled", "torch_settings", "rng_state", "set_rng_state",
+    "raise_on_every_rank", "Process", "process_group", "barrier", "native_bf16", "resolve_precision", "environment", "compiled", "torch_settings", "rng_state", "set_rng_state",
     "seed_everything", "memory_mb", "sync", "broadcast_buffers", "state_digest",
 ]
 
@@ -106,6 +108,31 @@ def resolve_precision(amp: str, channels_last: bool | str, device: torch.device)
     """
     use_bf16 = amp == "bf16" or (amp == "auto" and native_bf16(device))
     return use_bf16, (device.type == "cuda" if channels_last == "auto" else bool(channels_last))
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the operating system reports it (``/proc/cpuinfo`` on Linux), else
+    :func:`platform.processor`, else the machine type."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: torch.device, *, use_bf16: bool) -> dict[str, str | bool]:
+    """Where and how a run computed, for its records (the training log's start and resume events,
+    ``scores.json``, ``run.json``): ``precision`` ("bf16" autocast or "fp32"), ``device`` (with the GPU's
+    name on CUDA), ``cpu`` (model name), ``native_bf16`` (whether this device computes bf16 in hardware:
+    without it, bf16 is emulated: the same number format, computed more slowly) and the ``torch`` version."""
+    name = str(device)
+    if device.type == "cuda":
+        name = f"{device} ({torch.cuda.get_device_name(device)})"
+    return {"precision": "bf16" if use_bf16 else "fp32", "device": name, "cpu": cpu_model(),
+            "native_bf16": native_bf16(device), "torch": torch.__version__}
 
 
 def compiled(net: torch.nn.Module, enabled: bool) -> torch.nn.Module:

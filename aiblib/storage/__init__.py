@@ -22,12 +22,13 @@ from aiblib.storage.checkpoint import (
     verify_checkpoint,
 )
 from aiblib.storage.runlock import RunLock, read_lock
-from aiblib.storage.runlog import LOG_NAME, RunLog, json_safe, read_log
+from aiblib.storage.runlog import ENVIRONMENT_KEYS, LOG_NAME, RunLog, json_safe, read_log, training_environment
 
 __all__ = [
     "atomic_copy", "atomic_write", "ensure_free_space", "reporting", "verify_zip", "write_text_atomic",
     "CheckpointError", "Placeholder", "checkpoint_dir", "convert_file", "describe_checkpoint", "init_pretrained",
     "last_checkpoint", "load_model", "model_checkpoint", "safe_load", "save_atomic", "save_training_checkpoint",
     "training_checkpoints", "verify_checkpoint",
-    "RunLock", "read_lock", "LOG_NAME", "RunLog", "json_safe", "read_log",
+    "RunLock", "read_lock", "ENVIRONMENT_KEYS", "LOG_NAME", "RunLog", "json_safe", "read_log",
+    "training_environment",
 ]

@@ -3,8 +3,9 @@
 Records all have ``kind``, ``iteration`` and ``time`` (unix seconds); NaN and infinite
 numbers are written as ``null`` and read back as NaN. Training writes:
 
-- ``event``: ``event`` = "start" (world_size, device, bf16, channels_last, batch_norm,
-  parameters, train_images, val_images), "pretrained" (path, report), "resume",
+- ``event``: ``event`` = "start" (world_size, the :data:`ENVIRONMENT_KEYS` — precision, device, cpu,
+  native_bf16, torch —, bf16, channels_last, batch_norm, parameters, train_images, val_images), "pretrained"
+  (path, report), "resume" (world_size and the :data:`ENVIRONMENT_KEYS` of the process that resumed),
   "nonfinite_loss" (message, lr), "nonfinite_weights" (message), "interrupted" (signal, message: SIGINT or
   SIGTERM; ``last.pth`` holds the iteration), "end" (replica_digests, replicas_identical);
 - ``train`` (every log_interval iterations; means since the previous record, over ranks):
@@ -31,9 +32,11 @@ import pandas as pd
 
 from aiblib.storage.atomic import reporting, write_text_atomic
 
-__all__ = ["RunLog", "read_log", "json_safe", "LOG_NAME"]
+__all__ = ["RunLog", "read_log", "training_environment", "json_safe", "LOG_NAME", "ENVIRONMENT_KEYS"]
 
 LOG_NAME = "log.jsonl"
+# what the start and resume events say of where the training computed (aiblib.config.runtime.environment)
+ENVIRONMENT_KEYS = ("precision", "device", "cpu", "native_bf16", "torch")
 
 
 def json_safe(value: Any) -> Any:
@@ -103,3 +106,22 @@ def read_log(run_dir: str | Path, kind: str = "train") -> pd.DataFrame:
                 record[f"IoU/{name}"] = value
     records = [{k: math.nan if v is None else v for k, v in r.items()} for r in records]
     return pd.DataFrame.from_records(records)
+
+
+def training_environment(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Where the training of ``run_dir`` computed: the :data:`ENVIRONMENT_KEYS` of its start event and of
+    every resume event that computed elsewhere or otherwise (one entry per distinct environment, in order,
+    each with the ``iteration`` it started at). Empty when there is no log, or the log predates these keys."""
+    path = Path(run_dir) / LOG_NAME
+    if not path.is_file():
+        return []
+    found: list[dict[str, Any]] = []
+    for _, record in _records(path):
+        if record.get("kind") != "event" or record.get("event") not in ("start", "resume"):
+            continue
+        if "precision" not in record:
+            continue
+        env = {k: record.get(k) for k in ENVIRONMENT_KEYS}
+        if not found or {k: found[-1][k] for k in ENVIRONMENT_KEYS} != env:
+            found.append({"iteration": record.get("iteration", 0), **env})
+    return found

@@ -61,6 +61,7 @@ from aiblib.config import (
     barrier,
     broadcast_buffers,
     compiled,
+    environment,
     images_per_process,
     memory_mb,
     process_group,
@@ -198,11 +199,11 @@ def _set_up(cfg: Config, proc: Process, run_dir: Path, checkpoint: dict | None, 
     train_set, val_set = build_datasets(cfg)
     if checkpoint is not None:
         restore_rng(checkpoint, proc, last_checkpoint(run_dir))
-        log.write("event", start, event="resume", world_size=proc.world_size, device=str(proc.device),
+        log.write("event", start, event="resume", world_size=proc.world_size, **environment(proc.device, use_bf16=use_bf16),
                   images_per_iteration=cfg.images_per_iteration, images_per_process=per_process)
     else:
-        log.write("event", 0, event="start", world_size=proc.world_size, device=str(proc.device), bf16=use_bf16,
-                  channels_last=channels_last, compile=cfg.compile, batch_norm=bn_kind,
+        log.write("event", 0, event="start", world_size=proc.world_size, **environment(proc.device, use_bf16=use_bf16),
+                  bf16=use_bf16, channels_last=channels_last, compile=cfg.compile, batch_norm=bn_kind,
                   images_per_iteration=cfg.images_per_iteration, images_per_process=per_process,
                   parameters=sum(p.numel() for p in model.parameters()),
                   train_images=len(train_set), val_images=len(val_set))
