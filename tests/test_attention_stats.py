@@ -1,0 +1,67 @@
+"""The attention's diagnostics: level, selectivity, noise, information and per-class means, on hand-made maps."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from aiblib.data import CAMVID_CLASSES, CLASSES, IGNORE_INDEX
+from aiblib.evaluation.attention_stats import STAT_KEYS, AttentionStats
+
+
+def _outputs(mu: torch.Tensor, std: float, kl: float) -> dict:
+    return {"mu": mu, "std": torch.full_like(mu, std), "kl": torch.tensor(kl)}
+
+
+def test_a_constant_gain_has_no_selectivity_and_a_selective_map_has_its_spread():
+    stats = AttentionStats(num_classes=19)
+    stats.add(_outputs(torch.full((1, 1, 4, 4), 0.9), std=0.1, kl=5.0))
+    constant = stats.result()
+    assert constant["mu_mean"] == pytest.approx(0.9) and constant["mu_spatial_std"] == pytest.approx(0.0)
+    assert constant["std_mean"] == pytest.approx(0.1) and constant["selectivity_to_noise"] == pytest.approx(0.0)
+    assert constant["kl_bits"] == pytest.approx(5.0) and constant["num_images"] == 1
+
+    half = torch.zeros(1, 1, 4, 4)
+    half[..., :2] = 1.0  # half the image attended, half not: spatial std 0.5
+    stats.add(_outputs(half, std=0.3, kl=1.0))
+    both = stats.result()
+    assert both["num_images"] == 2
+    assert both["mu_mean"] == pytest.approx((0.9 + 0.5) / 2)
+    assert both["mu_spatial_std"] == pytest.approx((0.0 + 0.5) / 2)
+    assert both["std_mean"] == pytest.approx(0.2) and both["kl_bits"] == pytest.approx(3.0)
+    assert both["selectivity_to_noise"] == pytest.approx(0.25 / 0.2)
+    assert set(STAT_KEYS) <= set(both)
+
+
+def test_per_class_means_follow_the_labels_at_their_own_size():
+    mu = torch.zeros(1, 1, 2, 2)
+    mu[..., 0, :] = 1.0  # the top half attended
+    label = torch.full((8, 8), IGNORE_INDEX)
+    label[:2] = 10   # sky at the very top: mu 1 there (bilinear keeps the edge rows at 1)
+    label[-2:] = 0   # road at the very bottom: mu 0
+    stats = AttentionStats(num_classes=19)
+    stats.add(_outputs(mu, std=0.1, kl=0.0), label)
+    per_class = stats.result()["mu_per_class"]
+    assert list(per_class) == list(CLASSES)
+    assert per_class["sky"] == pytest.approx(1.0) and per_class["road"] == pytest.approx(0.0)
+    assert per_class["car"] is None  # absent from the labels
+
+
+def test_camvid_per_class_means_are_in_its_eleven_classes():
+    mu = torch.full((1, 1, 2, 2), 0.25)
+    label = torch.full((4, 4), 2)  # read as building (trainId 2, CamVid's building group)
+    stats = AttentionStats(num_classes=19, dataset="camvid")
+    stats.add(_outputs(mu, std=0.1, kl=0.0), label)
+    per_class = stats.result()["mu_per_class"]
+    assert list(per_class) == list(CAMVID_CLASSES) and per_class["building"] == pytest.approx(0.25)
+
+
+def test_a_model_without_attention_has_no_stats():
+    stats = AttentionStats(num_classes=19)
+    stats.add({"out": torch.zeros(1, 19, 2, 2)})
+    assert stats.result() is None
+    zero_noise = AttentionStats(num_classes=19)
+    zero_noise.add(_outputs(torch.rand(1, 1, 3, 3), std=0.0, kl=0.0))
+    assert math.isinf(zero_noise.result()["selectivity_to_noise"])
