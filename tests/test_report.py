@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
+from aiblib.config import Config
 from aiblib.reporting import report
 
 
 def _run(root: Path, name: str, *, attention: bool, beta: float, seed: int, src: float, tgt: float) -> None:
-    cfg = SimpleNamespace(name=name, protocol="dg", depth=18, output_stride=16, attention=attention, beta=beta,
-                          seed=seed, iterations=10)
+    cfg = Config.from_dict({"name": name, "protocol": "dg", "depth": 18, "output_stride": 16, "attention": attention,
+                            "beta": beta, "seed": seed, "iterations": 10})
     scores = {
         "cityscapes:val": {"mIoU": src, "mAcc": 0.0, "aAcc": 0.0, "num_images": 2, "per_class": []},
         "bdd100k:val": {"mIoU": tgt, "mAcc": 0.0, "aAcc": 0.0, "num_images": 2, "per_class": []},
@@ -44,6 +44,16 @@ def test_collect_and_summarize_average_over_seeds(tmp_path):
     assert "| protocol | depth | method | beta | seeds |" in text and "32.00" in text
     fig = report.plot_beta(runs)
     assert len(fig.axes) == 1
+
+
+def test_scores_json_records_every_experiment_key(tmp_path):
+    _run(tmp_path, "a0", attention=True, beta=1e-2, seed=3, src=55.0, tgt=30.0)
+    saved = json.loads((tmp_path / "a0" / "scores.json").read_text())
+    cfg = Config.from_dict({"depth": 18, "output_stride": 16, "beta": 1e-2, "iterations": 10, "protocol": "dg"})
+    assert {k: saved[k] for k in report.EXPERIMENT_KEYS} == {k: getattr(cfg, k) for k in report.EXPERIMENT_KEYS}
+    assert saved["crop_size"] == [512, 1024] and saved["lr"] == 0.01 and saved["seed"] == 3 and saved["attention"]
+    runs = report.collect(tmp_path, keys=("crop_size", "lr", "beta"))
+    assert runs[["crop_size", "lr", "beta"]].values.tolist() == [[(512, 1024), 0.01, 1e-2]]
 
 
 def test_collect_names_the_folder_when_empty(tmp_path):

@@ -3,7 +3,8 @@
 Each run folder ``results/<name>/`` gets a ``scores.json``::
 
     {"name", "protocol", "depth", "output_stride", "attention", "beta", "seed", "iterations",
-     "checkpoint", "scores": {"<dataset>:<split>": {"mIoU", "mAcc", "aAcc", "num_images"}, ...}}
+     ... every key of EXPERIMENT_KEYS ..., "checkpoint",
+     "scores": {"<dataset>:<split>": {"mIoU", "mAcc", "aAcc", "num_images"}, ...}}
 
 :func:`collect` reads them all into one row per run, :func:`summarize` averages over seeds,
 :func:`plot_beta` draws mIoU against β per domain and :func:`markdown` writes the report.
@@ -27,12 +28,30 @@ __all__ = ["write_scores", "per_class_table", "collect", "summarize", "plot_beta
 
 GROUP = ["protocol", "depth", "method", "beta"]
 
+# The configuration keys that change the trained model, the data it learns from or the data it is scored on,
+# besides the method (``attention``) and the ``seed``, which a comparison pairs on. They are Config's keys that a
+# resume must keep (those outside RUNTIME_KEYS) less ``multisample`` (the same logits up to rounding), plus the
+# RUNTIME_KEYS that still make another experiment: ``protocol``, ``iterations``, ``pretrained`` and the synthetic
+# data's ``synthetic`` and ``synth_*``. Left out: where files are, how fast or in what precision a run computes
+# (threads, amp, compile, ...), and how a run is scored (test_samples, eval_mode, tta_*, eval_seed).
+# write_scores records them all; collect reads a key an older scores.json lacks as UNRECORDED.
+EXPERIMENT_KEYS = (
+    "protocol", "depth", "num_classes", "output_stride", "beta", "train_samples", "mean_mask", "aspp_channels",
+    "skip_channels", "aux_channels", "dropout", "pretrained", "aux_weight", "loss_reduction", "train_dataset",
+    "train_split", "crop_size", "base_size", "ratio_range", "cat_max_ratio", "flip_prob", "photometric",
+    "images_per_iteration", "iterations", "lr", "momentum", "weight_decay", "poly_power", "min_lr", "synthetic",
+    "synth_train", "synth_val", "synth_size", "synth_seed",
+)
+ATTENTION_KEYS = ("beta", "train_samples", "mean_mask")  # the keys of EXPERIMENT_KEYS a baseline (no attention) ignores
+UNRECORDED = "?"  # a key's value in collect's table when the run's scores.json predates the key: equal only to itself
+
 
 def write_scores(out_dir: str | Path, cfg: Any, scores: dict[str, dict], *, checkpoint: str | Path) -> dict:
     """Write ``out_dir/scores.json`` for one run; ``scores`` maps "dataset:split" to a metrics dict."""
     summary = {
         "name": cfg.name, "protocol": cfg.protocol, "depth": cfg.depth, "output_stride": cfg.output_stride,
         "attention": cfg.attention, "beta": cfg.beta, "seed": cfg.seed, "iterations": cfg.iterations,
+        **{key: getattr(cfg, key) for key in EXPERIMENT_KEYS},
         "checkpoint": str(checkpoint),
         "scores": {t: {k: m.get(k) for k in ("mIoU", "mAcc", "aAcc", "num_images")} for t, m in scores.items()},
     }
@@ -51,8 +70,9 @@ def per_class_table(scores: dict[str, dict]) -> pd.DataFrame:
     return table
 
 
-def collect(results_root: str | Path) -> pd.DataFrame:
-    """One row per ``results_root/*/scores.json``: run identity and one mIoU column per domain."""
+def collect(results_root: str | Path, *, keys: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per ``results_root/*/scores.json``: run identity, the recorded configuration keys ``keys`` (lists as
+    tuples; :data:`UNRECORDED` where the file lacks one) and one mIoU column per domain."""
     rows = []
     for path in sorted(Path(results_root).glob("*/scores.json")):
         s = json.loads(path.read_text())
@@ -60,6 +80,8 @@ def collect(results_root: str | Path) -> pd.DataFrame:
                "method": "AIBR" if s["attention"] else "baseline",
                "beta": float(s["beta"]) if s["attention"] else math.nan, "seed": s["seed"],
                "iterations": s["iterations"]}
+        recorded = {k: s.get(k, UNRECORDED) for k in keys if k not in row}
+        row.update({k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
         for target, m in s["scores"].items():
             row[target] = m["mIoU"]
         rows.append(row)
