@@ -1,14 +1,27 @@
-"""Baseline against AIBR, paired by seed, with a Student-t confidence interval of the difference.
+"""Baseline against AIBR of one configuration, paired by seed: the Student-t interval of the difference and the
+power of the paired t-test.
 
-Runs trained with the same seed share their initial weights' seed, sampling order and
-augmentations, so the per-seed difference ``AIBR - baseline`` removes much of the seed's noise.
-:func:`paired_comparison` turns the runs of :func:`aiblib.reporting.report.collect` into one row per
-protocol and domain::
+Runs trained with the same seed share their initial weights' seed, sampling order and augmentations, so the
+per-seed difference ``AIBR - baseline`` removes much of the seed's noise. A configuration is what a run's
+``scores.json`` recorded of :data:`~aiblib.reporting.report.EXPERIMENT_KEYS` (protocol, depth, β, output stride,
+the recipe, ...); each AIBR configuration is paired with the baseline runs that agree with it on every key but
+those of ``ATTENTION_KEYS`` (β, train_samples, mean_mask), which a baseline ignores. A key that an older
+``scores.json`` lacks reads as ``"?"``, a value of its own: such runs pair and pool only with runs that lack it
+too, never with a recorded value. Two runs of one configuration and seed that score a domain differently raise a
+:class:`~aiblib.errors.UserError` that names both; the same run gathered twice counts once.
 
-    protocol, domain, baseline_mean, aibr_mean, diff_mean, diff_ci_low, diff_ci_high, seeds
+:func:`paired_comparison` turns the runs of :func:`gather` into one row per AIBR configuration and domain::
 
-(mIoU in percent; the interval is ``mean ± t(0.975, n-1) · sd / sqrt(n)`` over the n paired
-seeds, NaN with fewer than 2). :func:`plot_comparison` draws the differences with their intervals.
+    protocol, depth, beta, recipe, domain, baseline_mean, aibr_mean, diff_mean, diff_ci_low, diff_ci_high,
+    seeds, diff_sd, min_detectable_diff, seeds_for_1pt
+
+``recipe`` lists the other keys in which the configuration differs from another of its protocol and depth in the
+table (``lr=0.2, iterations=1050``; empty when none does). mIoU in percent. Over the n paired seeds: the interval
+``mean ± t(0.975, n-1) · sd / sqrt(n)`` and ``diff_sd``, the sample sd of the differences (NaN with fewer than 2);
+``min_detectable_diff``, the smallest true mean difference that a two-sided paired t-test at the 5 % level detects
+with 80 % power over n seeds, and ``seeds_for_1pt``, the paired seeds needed to detect 1 point so (an integer,
+missing with fewer than 2 seeds), both taking the observed ``diff_sd`` for the true one (noncentral t:
+:func:`t_power`). :func:`plot_comparison` draws the differences with their intervals.
 """
 
 from __future__ import annotations
@@ -20,13 +33,20 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
-from aiblib.reporting.report import collect
+from aiblib.errors import UserError
+from aiblib.paths import project_relative
+from aiblib.reporting.report import ATTENTION_KEYS, EXPERIMENT_KEYS, UNRECORDED, collect
 
-__all__ = ["COLUMNS", "t_interval", "paired_comparison", "gather", "recorded", "plot_comparison"]
+__all__ = ["COLUMNS", "t_interval", "t_power", "min_detectable_diff", "seeds_needed", "paired_comparison", "gather",
+           "recorded", "plot_comparison"]
 
-COLUMNS = ["protocol", "domain", "baseline_mean", "aibr_mean", "diff_mean", "diff_ci_low", "diff_ci_high", "seeds"]
+SHOWN = ["protocol", "depth", "beta"]  # the configuration keys with a column of their own; the others go in recipe
+COLUMNS = [*SHOWN, "recipe", "domain", "baseline_mean", "aibr_mean", "diff_mean", "diff_ci_low", "diff_ci_high",
+           "seeds", "diff_sd", "min_detectable_diff", "seeds_for_1pt"]
+BASELINE_KEYS = tuple(k for k in EXPERIMENT_KEYS if k not in ATTENTION_KEYS)
+POWER, ALPHA = 0.8, 0.05  # of the power columns: 80 % power, two-sided test at the 5 % level
 
 
 def t_interval(values: list[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -41,39 +61,118 @@ def t_interval(values: list[float] | np.ndarray, confidence: float = 0.95) -> tu
     return mean, mean - half, mean + half
 
 
-def _pairs(runs: pd.DataFrame, protocol: str, domain: str) -> pd.DataFrame:
-    """Columns ``baseline`` and ``aibr``: the domain's mIoU of each seed run by both methods."""
-    sub = runs[(runs["protocol"] == protocol) & runs[domain].notna()]
-    wide = sub.pivot_table(index="seed", columns="method", values=domain, aggfunc="mean")
-    if not {"baseline", "AIBR"} <= set(wide.columns):
-        return pd.DataFrame(columns=["baseline", "aibr"])
-    return wide[["baseline", "AIBR"]].dropna().rename(columns={"AIBR": "aibr"})
+def t_power(effect: float, n: int, *, alpha: float = ALPHA) -> float:
+    """The power of the two-sided paired t-test at level ``alpha`` over ``n`` pairs whose true mean difference is
+    ``effect`` standard deviations of the differences: P(|T| > t(1 - alpha/2, n-1)) for T noncentral t with n-1
+    degrees of freedom and noncentrality ``effect · sqrt(n)``. (The lower tail is taken as P(-T > t), by symmetry:
+    scipy 1.17's ``nct.cdf`` is NaN far in the tail, e.g. at -1.98 with 99 degrees of freedom and noncentrality 10.)"""
+    crit, nc = stats.t.ppf(1 - alpha / 2, n - 1), effect * math.sqrt(n)
+    return float(stats.nct.sf(crit, n - 1, nc) + stats.nct.sf(crit, n - 1, -nc))
+
+
+def min_detectable_diff(sd: float, n: int, *, power: float = POWER, alpha: float = ALPHA) -> float:
+    """The smallest true mean difference that ``n`` pairs whose differences have sd ``sd`` detect with ``power``
+    (:func:`t_power`, solved for the effect): 0 when ``sd`` is 0, NaN when ``n`` < 2 or ``sd`` is NaN."""
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    high = 1.0
+    while t_power(high, n, alpha=alpha) < power:
+        high *= 2
+    return sd * optimize.brentq(lambda effect: t_power(effect, n, alpha=alpha) - power, 0.0, high)
+
+
+def seeds_needed(diff: float, sd: float, *, power: float = POWER, alpha: float = ALPHA) -> float:
+    """The fewest pairs (2 at least) whose differences, of sd ``sd``, detect a true mean difference ``diff`` with
+    ``power`` (:func:`t_power`): 2 when ``sd`` is 0, NaN when it is NaN, inf when ``diff`` is 0."""
+    if not math.isfinite(sd):
+        return math.nan
+    if diff == 0:
+        return math.inf
+    effect = abs(diff) / sd if sd > 0 else math.inf
+    low, high = 1, 2  # t_power fails at low (1 pair has no test) and holds at high
+    while t_power(effect, high, alpha=alpha) < power:
+        low, high = high, 2 * high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if t_power(effect, mid, alpha=alpha) >= power else (mid, high)
+    return high
+
+
+def _run_name(run: dict) -> str:
+    return f"{run.get('name', '?')} ({run['folder']})" if "folder" in run else str(run.get("name", "?"))
+
+
+def _scores(runs: pd.DataFrame, keys: tuple[str, ...], domains: list[str]) -> dict[tuple, float]:
+    """``{(configuration, seed, domain): mIoU}`` of one method's ``runs``, a configuration being a run's values of
+    ``keys``; UserError naming both runs when two of one configuration and seed score a domain differently."""
+    found: dict[tuple, tuple[float, dict]] = {}
+    for run in runs.to_dict("records"):
+        config = tuple(run[k] for k in keys)
+        for domain in (d for d in domains if not pd.isna(run[d])):
+            value, first = found.setdefault((config, run["seed"], domain), (run[domain], run))
+            if value != run[domain]:
+                shown = ", ".join(f"{k} {run[k]}" for k in SHOWN if k in keys)
+                raise UserError(
+                    f"{_run_name(first)} and {_run_name(run)} are seed {run['seed']} of one {run['method']} "
+                    f"configuration ({shown}) but score {domain} {value:.4f} and {run[domain]:.4f}: keep one of "
+                    "them (move the other out of the folders gathered)")
+    return {where: value for where, (value, _) in found.items()}
+
+
+def _recipes(configs: list[dict]) -> list[str]:
+    """For each configuration, the keys beyond :data:`SHOWN` in which it differs from another configuration of
+    its protocol and depth, as ``key=value`` (empty when none)."""
+    text = [{k: str(list(v)) if isinstance(v, tuple) else str(v) for k, v in c.items()} for c in configs]
+    recipes = []
+    for c in text:
+        peers = [o for o in text if (o["protocol"], o["depth"]) == (c["protocol"], c["depth"])]
+        varied = [k for k in EXPERIMENT_KEYS if k not in SHOWN and len({o[k] for o in peers}) > 1]
+        recipes.append(", ".join(f"{k}={c[k]}" for k in varied))
+    return recipes
+
+
+def _row(aibr: np.ndarray, baseline: np.ndarray, confidence: float) -> dict:
+    """The numbers of one row from the paired mIoU of the seeds."""
+    diff = aibr - baseline
+    mean, low, high = t_interval(diff, confidence)
+    sd = float(diff.std(ddof=1)) if diff.size > 1 else math.nan
+    return {"baseline_mean": float(baseline.mean()), "aibr_mean": float(aibr.mean()), "diff_mean": mean,
+            "diff_ci_low": low, "diff_ci_high": high, "seeds": diff.size, "diff_sd": sd,
+            "min_detectable_diff": min_detectable_diff(sd, diff.size), "seeds_for_1pt": seeds_needed(1.0, sd)}
 
 
 def paired_comparison(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """One row per protocol and domain with both methods run on at least one common seed (see the module
-    docstring). ``runs``: :func:`aiblib.reporting.report.collect`'s table; every AIBR run of a protocol is taken
-    as one method, so give it the runs of one β."""
-    rows = []
-    for protocol in sorted(runs["protocol"].unique()):
-        for domain in [c for c in runs.columns if ":" in c]:
-            pairs = _pairs(runs, protocol, domain)
-            if pairs.empty:
-                continue
-            mean, low, high = t_interval(pairs["aibr"] - pairs["baseline"], confidence)
-            rows.append({"protocol": protocol, "domain": domain, "baseline_mean": float(pairs["baseline"].mean()),
-                         "aibr_mean": float(pairs["aibr"].mean()), "diff_mean": mean, "diff_ci_low": low,
-                         "diff_ci_high": high, "seeds": len(pairs)})
-    return pd.DataFrame(rows, columns=COLUMNS)
+    """One row per AIBR configuration and domain with a baseline of the same configuration run on at least one of
+    its seeds (see the module docstring). ``runs``: :func:`gather`'s table (a run per row: ``method``, ``seed``,
+    the keys of EXPERIMENT_KEYS, where a missing column reads as unrecorded, and a mIoU column per domain)."""
+    runs = runs.assign(**{k: UNRECORDED for k in EXPERIMENT_KEYS if k not in runs.columns})
+    domains = [c for c in runs.columns if ":" in c]
+    aibr = _scores(runs[runs["method"] == "AIBR"], EXPERIMENT_KEYS, domains)
+    base = _scores(runs[runs["method"] == "baseline"], BASELINE_KEYS, domains)
+    configs, rows = [], []
+    for config in dict.fromkeys(c for c, _, _ in aibr):
+        key = dict(zip(EXPERIMENT_KEYS, config))
+        base_config = tuple(key[k] for k in BASELINE_KEYS)
+        for domain in domains:
+            seeds = sorted(s for c, s, d in aibr if (c, d) == (config, domain) and (base_config, s, d) in base)
+            if seeds:
+                aibr_miou = np.array([aibr[config, s, domain] for s in seeds])
+                base_miou = np.array([base[base_config, s, domain] for s in seeds])
+                configs.append(key)
+                rows.append({**{k: key[k] for k in SHOWN}, "domain": domain, **_row(aibr_miou, base_miou, confidence)})
+    table = pd.DataFrame(rows, columns=COLUMNS).assign(recipe=_recipes(configs))
+    table = table.sort_values([*SHOWN, "recipe"], kind="stable", ignore_index=True)
+    return table.astype({"seeds": int, "seeds_for_1pt": "Int64"})
 
 
 def gather(folders: list[Path], confidence: float = 0.95) -> pd.DataFrame | None:
     """:func:`paired_comparison` of the runs under every folder of ``folders`` that holds
     ``*/scores.json`` (``make seeds`` writes one per protocol); None when none does."""
-    found = [f for f in folders if any(Path(f).glob("*/scores.json"))]
+    found = [Path(f) for f in folders if any(Path(f).glob("*/scores.json"))]
     if not found:
         return None
-    return paired_comparison(pd.concat([collect(f) for f in found], ignore_index=True), confidence)
+    runs = [collect(f, keys=EXPERIMENT_KEYS).assign(folder=project_relative(f)) for f in found]
+    return paired_comparison(pd.concat(runs, ignore_index=True), confidence)
 
 
 def recorded(results_root: Path) -> pd.DataFrame | None:
@@ -92,9 +191,11 @@ def recorded(results_root: Path) -> pd.DataFrame | None:
 
 
 def plot_comparison(table: pd.DataFrame, title: str = ""):
-    """AIBR - baseline mIoU per protocol and domain, with the 95 % interval as an error bar. Returns the figure."""
+    """AIBR - baseline mIoU per configuration (protocol, depth, β and recipe) and domain, with the 95 % interval
+    as an error bar. Returns the figure."""
     fig, ax = plt.subplots(figsize=(1.6 * max(len(table), 2) + 2, 3.6))
-    labels = [f"{p}\n{d}" for p, d in zip(table["protocol"], table["domain"])]
+    labels = [f"{r.protocol} R{r.depth} β {r.beta:g}" + (f"\n{r.recipe}" if r.recipe else "") + f"\n{r.domain}"
+              for r in table.itertuples()]
     x = np.arange(len(table))
     low = (table["diff_mean"] - table["diff_ci_low"]).fillna(0).to_numpy()
     high = (table["diff_ci_high"] - table["diff_mean"]).fillna(0).to_numpy()
