@@ -88,6 +88,19 @@ def test_draws_are_a_function_of_the_generator_and_the_global_seed() -> None:
     assert plain.draw(label, torch.Generator().manual_seed(0)).photometric is None
 
 
+def test_a_given_generator_draws_what_the_global_seed_did_and_leaves_the_global_rng_alone() -> None:
+    """Training passes each sample's generator; seeded with s it gives the draws of ``torch.manual_seed(s)``
+    without one (what training drew before it had its own generator, so earlier runs' augmentations hold)."""
+    image, label = _pair(60, 90)
+    tf = A.train_transform(crop_size=(40, 64), base_size=(60, 90), draw_only=True)
+    for s in (0, 7, 2**40 + 3):
+        torch.manual_seed(s)
+        expected = tf(image, label)["draws"]
+        before = torch.get_rng_state()
+        assert tf(image, label, generator=torch.Generator().manual_seed(s))["draws"] == expected
+        assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_batched_device_path_equals_the_cpu_path() -> None:
     # images of different sizes, some smaller than the crop (padded); the batched path on CPU tensors
     pairs = [_pair(60, 90, 0), _pair(30, 40, 1), _pair(72, 128, 2), _pair(60, 90, 3)]

@@ -60,24 +60,75 @@ def test_an_iteration_reads_the_same_images_and_augmentations_on_any_number_of_p
     assert iteration_draws(world, per_process, 2)[:3] == one[2:]  # resumed at iteration 2
 
 
-class _RandomData(torch.utils.data.Dataset):
-    def __len__(self):
-        return 4
+def _global_rng_states() -> tuple:
+    """Every global RNG state (python, NumPy, torch's CPU generator and each CUDA one) as comparable values."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    cuda = [s.tolist() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []
+    return random.getstate(), (kind, keys.tobytes(), pos, has_gauss, gauss), torch.get_rng_state().tolist(), cuda
 
-    def __getitem__(self, i):
-        return (i, torch.rand(()).item(), float(np.random.rand()), random.random())
+
+@pytest.mark.parametrize("augment_on", ["cpu", "device"])
+def test_loading_training_samples_neither_seeds_nor_advances_a_global_rng(synthetic_root, tmp_path, monkeypatch,
+                                                                          augment_on):
+    from aiblib.training import build_datasets
+
+    train_set, _ = build_datasets(tiny_config(synthetic_root, tmp_path / "run", augment_on=augment_on))
+
+    def seeded(*args, **kwargs):
+        raise AssertionError("the data path seeded a global RNG")
+
+    for owner, name in ((torch, "manual_seed"), (torch.random, "manual_seed"), (torch.cuda, "manual_seed"),
+                        (torch.cuda, "manual_seed_all"), (np.random, "seed"), (random, "seed")):
+        monkeypatch.setattr(owner, name, seeded)
+    samples = SeededSamples(train_set)
+    before = _global_rng_states()
+    for item in itertools.islice(InfiniteShardSampler(len(train_set), seed=0), 2 * len(train_set)):
+        samples[item]
+    assert _global_rng_states() == before
 
 
-def test_seeded_samples_are_repeatable_and_leave_the_caller_rng_alone():
-    data = SeededSamples(_RandomData())
-    torch.manual_seed(0), np.random.seed(0), random.seed(0)
-    before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
-    a = data[(2, 123)]
-    b = data[(2, 123)]
-    c = data[(2, 124)]
-    assert a == b and a != c
-    assert torch.equal(torch.get_rng_state(), before[0])
-    assert np.array_equal(np.random.get_state()[1], before[1]) and random.getstate() == before[2]
+@pytest.mark.parametrize("augment_on", ["cpu", "device"])
+def test_a_training_sample_is_a_function_of_its_index_and_seed(synthetic_root, tmp_path, augment_on):
+    from aiblib.training import build_datasets
+
+    train_set, _ = build_datasets(tiny_config(synthetic_root, tmp_path / "run", augment_on=augment_on))
+    samples = SeededSamples(train_set)
+    torch.manual_seed(0)
+    a = samples[(1, 123)]
+    torch.manual_seed(1)  # the global RNG plays no part
+    b, c = samples[(1, 123)], samples[(1, 124)]
+    if augment_on == "device":
+        assert a["draws"] == b["draws"] and a["draws"] != c["draws"]
+    else:
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+        assert not torch.equal(a["image"], c["image"])
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))])
+def test_training_advances_the_global_generators_by_the_models_draws_only(synthetic_root, tmp_path, device):
+    """The attention noise and Dropout2d draw from torch's global CPU / CUDA generator: after two iterations
+    (data loaded in this process) its saved state is that of the seed advanced by the model's draws alone."""
+    from aiblib.config import seed_everything
+    from aiblib.model import build_model
+    from aiblib.training import train
+
+    cfg = tiny_config(synthetic_root, tmp_path / "run", iterations=2, checkpoint_interval=0, device=device,
+                      train_samples=2)
+    saved = read_checkpoint(train(cfg) / "checkpoints" / "last.pth")["rng"][0]
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model_config()).to(device).train()  # the initial weights are drawn first
+    images = torch.zeros(cfg.images_per_iteration, 3, *cfg.crop_size, device=device)
+    with torch.no_grad():
+        for _ in range(cfg.iterations):
+            model(images)
+    assert torch.equal(saved["torch"], torch.get_rng_state())
+    if device == "cuda":
+        cuda = torch.cuda.get_rng_state_all()
+        assert len(saved["cuda"]) == len(cuda) and all(torch.equal(a, b) for a, b in zip(saved["cuda"], cuda))
+    replayed = rng_state()
+    assert torch.equal(saved["numpy"].pop("keys"), replayed["numpy"].pop("keys"))
+    assert saved["numpy"] == replayed["numpy"] and saved["python"] == replayed["python"]
 
 
 def test_rng_state_roundtrip_through_a_weights_only_file(tmp_path):
@@ -116,7 +167,7 @@ def test_run_log_truncates_after_resume_point_and_writes_null_for_nan(tmp_path):
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-from conftest import REPO, TINY, as_args, read_checkpoint, subprocess_env, tiny_overrides  # noqa: E402
+from conftest import REPO, TINY, as_args, read_checkpoint, subprocess_env, tiny_config, tiny_overrides  # noqa: E402
 
 from aiblib.config import load_config  # noqa: E402
 

@@ -15,9 +15,11 @@ device as batched tensor ops (:func:`aiblib.data.transforms.resize_opencv` of th
 only, OpenCV's integer arithmetic). The resize is OpenCV's ``INTER_LINEAR`` bit for bit, the
 photometric distortion MMSeg's; the two paths agree exactly (tested on CPU tensors).
 
-Randomness: :class:`TrainTransform` seeds each image's generator with a number drawn from torch's
-global RNG, which :class:`aiblib.training.SeededSamples` seeds per sample from (run seed, position
-in the training stream): the draws are a function of (seed, position) on either path.
+Randomness: :class:`TrainTransform` seeds each image's generator with one number drawn from the
+generator it is given, which :class:`aiblib.training.SeededSamples` seeds per sample from (run seed,
+position in the training stream): the draws are a function of (seed, position) on either path, and
+no global RNG (torch's CPU or CUDA, NumPy's, Python's) is read or seeded. Called without a generator
+(exploring in a notebook), the number is drawn from torch's global RNG.
 """
 
 from __future__ import annotations
@@ -180,21 +182,23 @@ class TrainTransform:
         self.photometric = bool(photometric)
         self.draw_only = bool(draw_only)
 
-    def draw(self, label: torch.Tensor, generator: torch.Generator | None = None) -> AugmentDraws:
-        """The draws for ``label`` (H, W); without ``generator``, one seeded from torch's global RNG."""
-        if generator is None:
-            generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
+    def draw(self, label: torch.Tensor, generator: torch.Generator) -> AugmentDraws:
+        """The draws for ``label`` (H, W), from ``generator``."""
         return draw_augment(label, crop_size=self.crop_size, base_size=self.base_size, ratio_range=self.ratio_range,
                             cat_max_ratio=self.cat_max_ratio, flip_prob=self.flip_prob, photometric=self.photometric,
                             generator=generator)
 
-    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | dict:
-        """image uint8 (3,H,W), label (H,W) -> float32 (3,ch,cw) normalized, int64 (ch,cw) (or the draws)."""
+    def __call__(self, image: torch.Tensor, label: torch.Tensor, *,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor] | dict:
+        """image uint8 (3,H,W), label (H,W) -> float32 (3,ch,cw) normalized, int64 (ch,cw) (or the draws).
+
+        The image's draws come from a generator seeded by one number drawn from ``generator`` (the
+        sample's, :class:`aiblib.training.SeededSamples`), or from torch's global RNG without one."""
         if image.ndim != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
             raise ValueError(f"image must be uint8 (3, H, W), got {image.dtype} {tuple(image.shape)}")
         if label.ndim != 2 or tuple(image.shape[1:]) != tuple(label.shape):
             raise ValueError(f"label must be (H, W) of the image's size {tuple(image.shape[1:])}, got {tuple(label.shape)}")
-        draws = self.draw(label)
+        draws = self.draw(label, torch.Generator().manual_seed(int(torch.randint(0, 2**62, (), generator=generator))))
         if self.draw_only:
             return {"image": image, "label": label, "draws": draws}
         return apply_augment(image, label, draws, self.crop_size)

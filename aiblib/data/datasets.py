@@ -20,6 +20,8 @@ label value outside 0-18 and 255) raises :class:`DataError` naming the file; wit
 uint8 (3, H, W) RGB and the label uint8 (H, W) trainIds as stored (CamVid's: mapped into
 trainIds, void 255); with a transform, what
 the transform returns (see :mod:`aiblib.data.transforms`: float32 normalized image, int64 label).
+``dataset.get(i, generator=g)`` is the same item with the transform's random draws taken from ``g``
+(the training augmentation's ``generator`` keyword; see :class:`aiblib.training.SeededSamples`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class SegmentationDataset(Dataset):
         files: list of (image_path, label_path).
         transform: ``(image_uint8 (3,H,W), label (H,W)) -> (image, label)``, or a dict of the item's
             fields (``{"image", "label", "draws"}`` of :func:`aiblib.data.augment.train_transform` with
-            ``draw_only``), or None.
+            ``draw_only``), or None; called with ``generator=`` by :meth:`get` when one is given.
         on_error: "raise" (DataError naming the file) or "skip" (warn, use the next good item).
         name: dataset name for messages.
     """
@@ -84,6 +86,10 @@ class SegmentationDataset(Dataset):
         return label
 
     def __getitem__(self, index: int) -> dict:
+        return self.get(index)
+
+    def get(self, index: int, *, generator: torch.Generator | None = None) -> dict:
+        """Item ``index``; the transform, given ``generator``, draws its randomness from it."""
         if not 0 <= index < len(self.files):
             raise IndexError(f"index {index} out of range for {len(self.files)} items")
         for offset in range(len(self.files)):
@@ -100,7 +106,8 @@ class SegmentationDataset(Dataset):
                 continue
             item = {"image": image, "label": label}
             if self.transform is not None:
-                out = self.transform(image, label)
+                drawn = {} if generator is None else {"generator": generator}
+                out = self.transform(image, label, **drawn)
                 item = dict(out) if isinstance(out, dict) else {"image": out[0], "label": out[1]}
             return {**item, "name": _stem(self.files[i][0])}
         raise DataError(f"every file of dataset {self.name!r} failed to load")
@@ -127,12 +134,16 @@ class ConcatSegmentationDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> dict:
+        return self.get(index)
+
+    def get(self, index: int, *, generator: torch.Generator | None = None) -> dict:
+        """Item ``index`` of the part that holds it (:meth:`SegmentationDataset.get`)."""
         if not 0 <= index < len(self.files):
             raise IndexError(f"index {index} out of range for {len(self.files)} items")
         start = 0
         for part, end in zip(self.parts, self._ends):
             if index < end:
-                return part[index - start]
+                return part.get(index - start, generator=generator)
             start = end
         raise IndexError(index)  # unreachable
 

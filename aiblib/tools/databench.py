@@ -112,11 +112,9 @@ def _round(files: tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray], tf,
     t0 = time.perf_counter()
     image, label = decode_png(png), decode_png(png_label)[0]
     t1 = time.perf_counter()
-    torch.manual_seed(seed)
-    tf(image, label)
+    tf(image, label, generator=torch.Generator().manual_seed(seed))
     t2 = time.perf_counter()
-    torch.manual_seed(seed)
-    draws = draw_tf(decode_png(png), decode_png(png_label)[0])["draws"]
+    draws = draw_tf(decode_png(png), decode_png(png_label)[0], generator=torch.Generator().manual_seed(seed))["draws"]
     t3 = time.perf_counter()
     img, seg = cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.imdecode(buf_label, cv2.IMREAD_UNCHANGED)
     t4 = time.perf_counter()

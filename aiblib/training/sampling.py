@@ -9,11 +9,14 @@ number of processes (8 per iteration on 1 GPU x 8 or 4 GPUs x 2). The stream of 
 is a pure function of (seed, rank, world_size, position): to resume after ``it`` iterations
 of ``b`` images per process, start at ``it * b``. Each sample's augmentation is drawn from
 its own seed, so it does not depend on workers, prefetching or where a run was resumed.
+
+The data path touches no global random state: a sample's draws come from a ``torch.Generator`` of
+its own, so torch's CPU and CUDA generators (the attention noise and dropout of training draw from
+them, and checkpoints save them), NumPy's and Python's are advanced by the model's draws only.
 """
 
 from __future__ import annotations
 
-import random
 from typing import Any, Iterator
 
 import numpy as np
@@ -58,9 +61,10 @@ class InfiniteShardSampler(Sampler):
 
 
 class SeededSamples(Dataset):
-    """Wraps a dataset: ``self[(index, seed)]`` is ``dataset[index]`` drawn with torch,
-    numpy and python ``random`` seeded by ``seed`` (the caller's RNG states are restored),
-    so augmentations do not depend on workers, prefetching or where a run was resumed."""
+    """Wraps a dataset: ``self[(index, seed)]`` is ``dataset.get(index, generator=g)`` with ``g`` a fresh
+    ``torch.Generator`` seeded by ``seed`` (:meth:`aiblib.data.datasets.SegmentationDataset.get`), so
+    augmentations do not depend on workers, prefetching or where a run was resumed, and no global RNG
+    is read or seeded (a CPU generator seeded by ``s`` gives the stream ``torch.manual_seed(s)`` would)."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -70,13 +74,4 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> Any:
         index, seed = item
-        py_state, np_state = random.getstate(), np.random.get_state()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            random.seed(seed)
-            np.random.seed(seed)
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(py_state)
-                np.random.set_state(np_state)
+        return self.dataset.get(index, generator=torch.Generator().manual_seed(seed))
