@@ -182,6 +182,37 @@ def test_looped_training_with_several_samples_keeps_batchnorm_per_sample():
         assert_logits_match(outs["looped"][key].detach(), outs["reference"][key].detach())
 
 
+@pytest.mark.parametrize("size, inference_choice", [((64, 64), "batched"),
+                                                     pytest.param((256, 256), "looped", marks=pytest.mark.slow)])
+def test_auto_trains_several_samples_as_the_reference_at_any_size(size, inference_choice):
+    """train_samples 2 with 'auto' on the CPU: at both sizes (where inference picks batched and looped) the
+    gradients of every parameter are the reference's (BatchNorm statistics per sample; training's rule is
+    the same on every device). In float64, to a tight tolerance: in fp32, rounding amplified through
+    BatchNorm's backward over few rows moves the gradients of equal paths by up to ~0.3 %."""
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert multisample_strategy("auto", torch.device("cpu"), 2 * (size[0] // 8) * (size[1] // 8)) == inference_choice
+    grads = {}
+    for name in ("reference", "auto"):
+        model = trained_like(dropout=0.0, train_samples=2).train().double()
+        out = model(x, generator=torch.Generator().manual_seed(5), strategy=name)
+        (out["out"].square().mean() + out["aux"].square().mean() + out["kl"]).backward()
+        grads[name] = {k: p.grad for k, p in model.named_parameters()}
+    for k, g in grads["reference"].items():
+        torch.testing.assert_close(grads["auto"][k], g, rtol=1e-9, atol=1e-9 * max(1.0, g.abs().max().item()),
+                                   msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_batched_is_refused_for_training_with_several_samples():
+    assert multisample_strategy("auto", torch.device("cuda", 0), training=True, samples=2) == "looped"
+    assert multisample_strategy("auto", torch.device("cuda", 0), training=True, samples=1) == "batched"
+    assert multisample_strategy("batched", torch.device("cpu"), training=True, samples=1) == "batched"
+    model = tiny(train_samples=2, multisample="batched")
+    with pytest.raises(ValueError, match="multisample 'batched' cannot train with 2 samples per image"):
+        model.train()(torch.randn(2, 3, 32, 32))
+    with torch.no_grad():   # inference may still run the samples batched
+        assert model.eval()(torch.randn(2, 3, 32, 32))["out"].shape == (2, 19, 8, 8)
+
+
 def test_channels_last_gives_the_fp32_logits():
     model = trained_like().eval()
     x = torch.randn(1, 3, 64, 96)

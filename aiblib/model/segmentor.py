@@ -25,16 +25,27 @@ MULTISAMPLE = ("auto", "looped", "batched", "reference")
 LOOP_FROM_POSITIONS = 2048
 
 
-def multisample_strategy(strategy: str, device: torch.device, positions: int = LOOP_FROM_POSITIONS) -> str:
+def multisample_strategy(strategy: str, device: torch.device, positions: int = LOOP_FROM_POSITIONS, *,
+                         training: bool = False, samples: int = 1) -> str:
     """The one rule for ``multisample='auto'``, from measurements on the CPU (benchmarks/RESULTS.md).
 
-    On the CPU: 'looped' (the sample-independent work once, then one sample at a time: the least
+    Training with several samples (``training`` and ``samples`` > 1): 'looped' on every device, since
+    BatchNorm then normalises each sample's B rows on its own, as the reference's head does (one call per
+    sample); 'batched' would take the statistics over all n*B rows, a different model, and is refused.
+    Otherwise (inference, or one sample, where the strategies give the same outputs up to rounding):
+    on the CPU 'looped' (the sample-independent work once, then one sample at a time: the least
     memory and 3-5 % faster than 'batched' from 256x512 up) when one sample's batch has at least
     :data:`LOOP_FROM_POSITIONS` c4 positions (``positions`` = B * h * w), else 'batched' (one call on
     all n*B rows: fewer, larger operations win on small inputs). On other devices (CUDA): 'batched'
     (one larger call keeps a GPU busier; not measured here - ``python -m aiblib bench`` prints both).
     Any other value is returned as it is.
     """
+    if training and samples > 1:
+        if strategy == "batched":
+            raise ValueError(f"multisample 'batched' cannot train with {samples} samples per image: it takes "
+                             "BatchNorm statistics over every sample's rows together (a different model from "
+                             "the reference's per-sample statistics); use auto, looped or reference")
+        return "looped" if strategy == "auto" else strategy
     if strategy != "auto":
         return strategy
     if torch.device(device).type == "cpu":
@@ -64,9 +75,11 @@ class ModelConfig:
     test_samples: int = _key(4, "attention masks sampled per image at test time (logits averaged)")
     mean_mask: bool = _key(False, "use the attention mean mu as the mask (no sampling, one sample)")
     multisample: str = _key("auto", "how the head runs the attention samples (same logits up to rounding): "
-                                    "looped, batched (one call on n*B rows), reference (every stage repeated, "
-                                    "plain head per sample), auto = looped on CPU from 2048 c4 positions per "
-                                    "sample (256x512 at output stride 8) up, else batched")
+                                    "looped, batched (one call on n*B rows; refused in training with "
+                                    "train_samples > 1), reference (every stage repeated, plain head per "
+                                    "sample), auto = looped in training with train_samples > 1 and on CPU "
+                                    "from 2048 c4 positions per sample (256x512 at output stride 8) up, "
+                                    "else batched")
     aspp_channels: int = _key(512, "ASPP / decoder width")
     skip_channels: int = _key(48, "c1 skip projection width")
     aux_channels: int = _key(256, "auxiliary FCN head width (0 = no auxiliary head)")
@@ -147,10 +160,10 @@ class AIBRSegmentor(nn.Module):
                 always 1 with ``mean_mask`` or without attention).
             generator: ``torch.Generator`` for the sampling noise (reproducible sampling).
             strategy: how the heads run the samples, one of :data:`MULTISAMPLE` (default: the config's
-                ``multisample``; 'auto' is resolved by :func:`multisample_strategy` for the images' device
-                and size).
-                All give the same outputs up to fp32 rounding, except that in training with n > 1
-                'batched' takes BatchNorm statistics over all n*B rows and the others per sample.
+                ``multisample``; resolved by :func:`multisample_strategy` for the mode, the number of
+                samples, the images' device and size).
+                All give the same outputs up to fp32 rounding; in training with n > 1 BatchNorm takes
+                statistics per sample ('batched', which would take them over all n*B rows, is refused).
 
         Returns a dict:
             ``out`` (B, K, H/4, W/4) logits averaged over samples (not upsampled);
@@ -163,7 +176,8 @@ class AIBRSegmentor(nn.Module):
         feats = self.backbone(images)
         n = self.num_samples(samples)
         c1, _, c3, c4 = feats
-        how = multisample_strategy(strategy or self.config.multisample, images.device, b * c4.shape[-2] * c4.shape[-1])
+        how = multisample_strategy(strategy or self.config.multisample, images.device, b * c4.shape[-2] * c4.shape[-1],
+                                   training=self.training, samples=n)
         if how not in MULTISAMPLE[1:]:
             raise ValueError(f"strategy must be one of {', '.join(MULTISAMPLE)}, got {how!r}")
         out: dict[str, Tensor] = {}
