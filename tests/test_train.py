@@ -264,6 +264,43 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_
     assert "nonfinite_loss" in set(events["event"])
 
 
+def test_a_checkpoint_records_the_schedule_the_optimizer_ran(synthetic_root, tmp_path, monkeypatch):
+    """``scheduler`` of a checkpoint, after Ctrl-C and after a normal save: ``last_lr`` is the lr the optimizer
+    used at its last iteration, and poly_lr over its horizon gives the lr of every iteration the loop ran."""
+    import os
+    import signal
+
+    from aiblib.errors import Interrupted
+    from aiblib.training import loop, train
+
+    real, calls = loop.segmentation_loss, {"n": 0}
+
+    def interrupting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # Ctrl-C during step 3: last.pth holds iteration 3, between kept checkpoints
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "segmentation_loss", interrupting)
+    run = tmp_path / "run"
+    cfg = tiny_config(synthetic_root, run, checkpoint_interval=4)
+    with pytest.raises(Interrupted):
+        train(cfg)
+    states = [read_checkpoint(run / "checkpoints" / "last.pth")]
+    monkeypatch.undo()
+    train(cfg)  # resumes at 3; keeps 4, ends at 6
+    states += [read_checkpoint(run / "checkpoints" / name) for name in ("iter_000004.pth", "last.pth")]
+    assert [state["iteration"] for state in states] == [3, 4, 6]
+    logged = read_log(run, "train")  # log_interval 1: the record of iteration i holds the lr of 0-based step i - 1
+    assert list(logged["iteration"]) == list(range(1, cfg.iterations + 1))
+    ran = dict(zip(logged["iteration"], logged["lr"]))
+    for state in states:
+        schedule = state["scheduler"]
+        assert schedule["last_lr"] == state["optimizer"]["param_groups"][0]["lr"] == ran[state["iteration"]]
+        horizon = {key: schedule[key] for key in ("base_lr", "min_lr", "power", "max_iters")}
+        assert [poly_lr(i - 1, **horizon) for i in ran] == list(ran.values())
+
+
 KILL_AT = 2
 _KILLER = f"""
 import os, signal, sys

@@ -81,7 +81,7 @@ from aiblib.training.setup import device_batch, fresh_model, place_model, traini
 from aiblib.training.stats import TrainStats
 from aiblib.training.stopping import StopRequests, agreed_stop
 
-__all__ = ["train", "NonFiniteLossError", "poly_lr", "scheduled_lr", "make_optimizer", "build_datasets"]
+__all__ = ["train", "NonFiniteLossError", "poly_lr", "lr_schedule", "scheduled_lr", "make_optimizer", "build_datasets"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -94,11 +94,16 @@ def poly_lr(iteration: int, *, base_lr: float, min_lr: float, power: float, max_
     return (base_lr - min_lr) * (1.0 - frac) ** power + min_lr
 
 
+def lr_schedule(cfg: Config) -> dict:
+    """The one learning-rate schedule of a run: :func:`poly_lr`'s arguments. MMEngine's PolyLR over
+    ``iterations`` divides by ``iterations - 1`` (``max_iters``), so the last iteration runs at ``min_lr``.
+    Checkpoints record it as their ``scheduler``, with ``name`` and the ``last_lr`` their last iteration ran at."""
+    return {"base_lr": cfg.lr, "min_lr": cfg.min_lr, "power": cfg.poly_power, "max_iters": max(cfg.iterations - 1, 1)}
+
+
 def scheduled_lr(iteration: int, cfg: Config) -> float:
-    """The learning rate of (0-based) ``iteration``: MMEngine's PolyLR over ``iterations``, which
-    divides by ``iterations - 1``, so the last iteration runs at ``min_lr``."""
-    return poly_lr(iteration, base_lr=cfg.lr, min_lr=cfg.min_lr, power=cfg.poly_power,
-                   max_iters=max(cfg.iterations - 1, 1))
+    """The learning rate of (0-based) ``iteration``: :func:`poly_lr` over :func:`lr_schedule`."""
+    return poly_lr(iteration, **lr_schedule(cfg))
 
 
 def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.SGD:
@@ -238,7 +243,7 @@ def _loop(run: _Run, start: int) -> None:
                 _validate(run, iteration)
             keep = bool(cfg.checkpoint_interval) and iteration % cfg.checkpoint_interval == 0
             if keep or iteration == cfg.iterations:
-                _save(run, iteration, keep=keep, lr=lr)
+                _save(run, iteration, keep=keep)
     finally:
         run.bar.close()
 
@@ -340,8 +345,9 @@ def _validate(run: _Run, iteration: int) -> None:
     run.tick += time.perf_counter() - t0
 
 
-def _save(run: _Run, iteration: int, *, keep: bool, lr: float) -> None:
-    """Write ``last.pth`` (and with ``keep`` ``iter_NNNNNN.pth``) from rank 0, with every rank's RNG state."""
+def _save(run: _Run, iteration: int, *, keep: bool) -> None:
+    """Write ``last.pth`` (and with ``keep`` ``iter_NNNNNN.pth``) from rank 0, with every rank's RNG state and
+    the schedule (:func:`lr_schedule`, ``last_lr``: that of iteration ``iteration``, the 0-based ``iteration - 1``)."""
     t0 = time.perf_counter()
     cfg, proc = run.cfg, run.proc
     broadcast_buffers(run.model, proc)
@@ -354,8 +360,7 @@ def _save(run: _Run, iteration: int, *, keep: bool, lr: float) -> None:
         states = [None] * proc.world_size
         dist.all_gather_object(states, rng_state())
     if proc.is_main:
-        scheduler = {"name": "poly", "base_lr": cfg.lr, "min_lr": cfg.min_lr, "power": cfg.poly_power,
-                     "max_iters": cfg.iterations, "last_lr": lr}
+        scheduler = {"name": "poly", **lr_schedule(cfg), "last_lr": scheduled_lr(iteration - 1, cfg)}
         state = model_checkpoint(run.model, optimizer=run.optimizer.state_dict(), scheduler=scheduler,
                                  iteration=iteration, world_size=proc.world_size, rng=states, config=cfg.to_dict())
         save_training_checkpoint(state, checkpoint_dir(run.run_dir), keep_copy=keep)
@@ -368,8 +373,7 @@ def _interrupted(run: _Run, iteration: int, signal_number: int) -> None:
     """After SIGINT / SIGTERM: ``last.pth`` at ``iteration`` (unless it is there), an ``interrupted`` event, raise."""
     cfg, name = run.cfg, signal.Signals(signal_number).name
     if iteration > run.saved_at:
-        lr = poly_lr(iteration - 1, base_lr=cfg.lr, min_lr=cfg.min_lr, power=cfg.poly_power, max_iters=cfg.iterations)
-        _save(run, iteration, keep=False, lr=lr)
+        _save(run, iteration, keep=False)
     saved = f"{run.last_path} holds iteration {iteration}" if iteration else "no checkpoint was written yet"
     message = (f"training stopped by {name} after iteration {iteration} of {cfg.iterations}; {saved}; "
                "run the same command (or notebook) again to resume")
