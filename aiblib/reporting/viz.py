@@ -1,4 +1,4 @@
-"""Pictures for the notebooks: label colours, heat maps, overlays, training curves.
+"""Pictures for the notebooks: label colours, heat maps, labels over images, training curves.
 
 Every function takes numpy arrays, tensors, DataFrames or dicts handed to it and returns
 uint8 RGB arrays (H, W, 3) or matplotlib figures; nothing here reads run files or
@@ -25,8 +25,8 @@ from PIL import Image
 from aiblib.data import CLASSES, IGNORE_INDEX, NUM_CLASSES, PALETTE, denormalize
 
 __all__ = [
-    "to_numpy", "colorize", "heatmap", "overlay", "blend_labels", "denormalize_image",
-    "save_png", "legend_handles", "show_images", "plot_training", "plot_per_class",
+    "to_numpy", "colorize", "heatmap", "blend_labels", "denormalize_image",
+    "save_png", "legend_handles", "show_images", "plot_training",
     "class_frequencies", "MapStyle", "MAP_STYLES", "MAP_NAMES", "map_values", "style_rgb", "add_colorbar",
     "add_class_legend", "prediction_figure", "uncertainty_figure", "compare_figure",
 ]
@@ -90,15 +90,6 @@ def _resize_rgb(rgb: np.ndarray, size: tuple[int, int], *, nearest: bool) -> np.
         return rgb
     resample = Image.NEAREST if nearest else Image.BILINEAR
     return np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), resample))
-
-
-def overlay(image: Any, values: Any, *, alpha: float = 0.5, vmin: float | None = 0.0, vmax: float | None = 1.0,
-            cmap: str = "magma") -> np.ndarray:
-    """Blend a heat map of ``values`` (h, w) over ``image`` (H, W, 3 uint8 or a model
-    input); the map is resized (bilinear) to the image size. Returns (H, W, 3) uint8."""
-    img = denormalize_image(image)
-    heat = _resize_rgb(heatmap(values, vmin=vmin, vmax=vmax, cmap=cmap), img.shape[:2], nearest=False)
-    return (img.astype(np.float32) * (1 - alpha) + heat.astype(np.float32) * alpha + 0.5).astype(np.uint8)
 
 
 def blend_labels(image: Any, label: Any, *, alpha: float = 0.5, palette: Sequence[Sequence[int]] | None = None) -> np.ndarray:
@@ -180,27 +171,6 @@ def plot_training(train_log: pd.DataFrame, val_log: pd.DataFrame | None = None, 
     ax.set_title("validation mIoU (%)"), ax.set_xlabel("iteration")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_per_class(results: dict[str, dict], *, metric: str = "IoU"):
-    """Grouped bars of per-class ``metric`` for several evaluations.
-
-    ``results`` maps a label (e.g. a domain) to a metrics dict (the one
-    :func:`aiblib.evaluation.evaluate.evaluate_checkpoint` returns, or its ``metrics.json`` read back).
-    Returns the figure.
-    """
-    classes = [row["class"] for row in next(iter(results.values()))["per_class"]]
-    width = 0.8 / max(len(results), 1)
-    fig, ax = plt.subplots(figsize=(max(8, len(classes) * 0.6), 4))
-    x = np.arange(len(classes))
-    for i, (label, item) in enumerate(results.items()):
-        values = [np.nan if row[metric] is None else row[metric] for row in item["per_class"]]
-        ax.bar(x + i * width - 0.4 + width / 2, values, width, label=f"{label} (m{metric} {item['m' + metric]:.1f})")
-    ax.set_xticks(x, classes, rotation=60, ha="right")
-    ax.set_ylabel(f"{metric} (%)")
-    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
