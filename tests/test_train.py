@@ -195,6 +195,7 @@ def test_a_few_iterations_reduce_the_loss_on_a_fixed_batch(synthetic_root):
 
 
 def test_train_writes_the_run_directory_and_a_loadable_checkpoint(synthetic_root, tmp_path):
+    from aiblib.evaluation import evaluate_checkpoint
     from aiblib.storage import load_model
     from aiblib.training import train
 
@@ -210,7 +211,11 @@ def test_train_writes_the_run_directory_and_a_loadable_checkpoint(synthetic_root
         assert train_log[key].notna().all(), key
     assert train_log["lr"].is_monotonic_decreasing
     val = read_log(run_dir, "val")
-    assert list(val["iteration"]) == [2, 4] and ((val["mIoU"] >= 0) & (val["mIoU"] <= 100)).all()
+    assert list(val["iteration"]) == [2, 4]
+    for iteration, miou in zip(val["iteration"], val["mIoU"]):  # validation scored the model of that iteration
+        scored = evaluate_checkpoint(cfg, run_dir / "checkpoints" / f"iter_{iteration:06d}.pth",
+                                     out_dir=tmp_path / f"eval-{iteration}", quiet=True)
+        assert scored["mIoU"] == pytest.approx(miou, abs=1e-9), iteration
     state = read_checkpoint(run_dir / "checkpoints" / "last.pth")
     assert state["iteration"] == 4 and state["config"] == cfg.to_dict() and state["model_config"]["depth"] == 18
     model = load_model(run_dir / "checkpoints" / "last.pth")
