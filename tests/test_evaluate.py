@@ -7,7 +7,8 @@ import pytest
 import torch
 
 # ---------------------------------------------------------------- inference helpers
-from aiblib.evaluation import predict, uncertainty  # noqa: E402
+from aiblib.evaluation import noise_generator, predict_logits, predict_probs, prediction, uncertainty  # noqa: E402
+from aiblib.model import ModelConfig, build_model  # noqa: E402
 
 
 class _Pointwise(torch.nn.Module):
@@ -21,18 +22,92 @@ class _Pointwise(torch.nn.Module):
         return {"out": self.conv(x)}
 
 
+def _tiny_model(**kw) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(ModelConfig(**{"depth": 18, "output_stride": 16, "aspp_channels": 16, "skip_channels": 8,
+                                      "aux_channels": 0, **kw})).eval()
+
+
 def test_slide_equals_whole_for_a_pointwise_model_and_flip_tta_is_consistent():
     torch.manual_seed(0)
     model = _Pointwise().eval()
     x = torch.randn(1, 3, 37, 53)
-    whole = predict(model, x)
-    slide = predict(model, x, mode="slide", slide_crop=(16, 20), slide_stride=(10, 12))
+    whole = predict_logits(model, x)
+    slide = predict_logits(model, x, mode="slide", slide_crop=(16, 20), slide_stride=(10, 12))
     assert whole.shape == (1, 5, 37, 53)
     assert torch.allclose(whole, slide, atol=1e-5)
-    both = predict(model, x, flip=True)  # a pointwise model is flip-equivariant
+    both = predict_probs(model, x, flip=True)  # a pointwise model is flip-equivariant
     assert torch.allclose(both, whole.softmax(1), atol=1e-5)
-    multi = predict(model, x, scales=(0.5, 1.0))
-    assert multi.shape == whole.shape and torch.allclose(multi.sum(1), torch.ones(1, 37, 53), atol=1e-5)
+
+
+def test_a_slide_window_that_covers_the_image_is_whole_inference():
+    model = _tiny_model(attention=False)  # context everywhere: any crop or shift would change the logits
+    x = torch.randn(1, 3, 37, 53, generator=torch.Generator().manual_seed(1))
+    whole = predict_logits(model, x)
+    assert torch.equal(predict_logits(model, x, mode="slide", slide_crop=(64, 96), slide_stride=(8, 8)), whole)
+    assert not torch.allclose(predict_logits(model, x, mode="slide", slide_crop=(32, 48), slide_stride=(8, 8)), whole,
+                              atol=1e-3)
+
+
+class _WindowMean(torch.nn.Module):
+    """Logits that are the mean of the window it is given, everywhere in it: each window's own constant."""
+
+    def forward(self, x, *, samples=None, generator=None):
+        return {"out": x.mean((2, 3), keepdim=True).expand_as(x)}
+
+
+def test_slide_averages_the_windows_where_they_overlap():
+    x = torch.randn(1, 3, 5, 7, generator=torch.Generator().manual_seed(0))
+    # crop 3x4, stride 2x2 (MMSegmentation's grid: steps of the stride, the last window flush with the edge)
+    windows = [((y1, y2), (x1, x2)) for y1, y2 in ((0, 3), (2, 5)) for x1, x2 in ((0, 4), (2, 6), (3, 7))]
+    total, count = torch.zeros(1, 3, 5, 7), torch.zeros(1, 1, 5, 7)
+    for (y1, y2), (x1, x2) in windows:
+        total[..., y1:y2, x1:x2] += x[..., y1:y2, x1:x2].mean((2, 3), keepdim=True)
+        count[..., y1:y2, x1:x2] += 1
+    slide = predict_logits(_WindowMean(), x, mode="slide", slide_crop=(3, 4), slide_stride=(2, 2))
+    torch.testing.assert_close(slide, total / count)
+
+
+class _Ramp(torch.nn.Module):
+    """Logits = the input plus a ramp along the width: not flip-equivariant."""
+
+    def forward(self, x, *, samples=None, generator=None):
+        return {"out": x + 0.5 * torch.arange(x.shape[-1], dtype=x.dtype)}
+
+
+class _SizeLogits(torch.nn.Module):
+    """The same logits (h / 10, w / 10, 0) everywhere, from the size (h, w) of the view it is given."""
+
+    def forward(self, x, *, samples=None, generator=None):
+        h, w = x.shape[-2:]
+        return {"out": torch.tensor([h / 10, w / 10, 0.0]).view(1, 3, 1, 1).expand(1, 3, h, w)}
+
+
+def test_tta_averages_the_softmax_of_exactly_the_views_it_names():
+    x = torch.randn(1, 3, 6, 9, generator=torch.Generator().manual_seed(0))
+    ramp = 0.5 * torch.arange(9.0)
+    flipped = ((x + ramp).softmax(1) + (x + ramp.flip(0)).softmax(1)) / 2  # the flipped view, flipped back
+    torch.testing.assert_close(predict_probs(_Ramp(), x, flip=True), flipped)
+    torch.testing.assert_close(predict_probs(_Ramp(), x), (x + ramp).softmax(1))
+    # 37x53 at 0.75 and 1.25 (mmcv's rounding): views 28x40 and 46x66, each also flipped
+    views = torch.tensor([[2.8, 4.0, 0.0], [2.8, 4.0, 0.0], [4.6, 6.6, 0.0], [4.6, 6.6, 0.0]]).softmax(1).mean(0)
+    probs = predict_probs(_SizeLogits(), torch.zeros(1, 3, 37, 53), scales=(0.75, 1.25), flip=True)
+    torch.testing.assert_close(probs, views.view(1, 3, 1, 1).expand(1, 3, 37, 53))
+
+
+def test_mean_mask_is_the_mask_mu_whatever_the_noise():
+    mean = _tiny_model(attention=True, mean_mask=True)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    a, b = (predict_logits(mean, x, generator=torch.Generator().manual_seed(s)) for s in (0, 1))
+    assert torch.equal(a, b)
+    sampled = _tiny_model(attention=True, test_samples=1)  # the same weights, sampling one mask mu + eps * std
+    noisy = predict_logits(sampled, x, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(noisy, a, atol=1e-6)
+    with torch.no_grad():  # std = softplus(-1e4) = 0: the sampled mask is mu itself
+        sampled.attention.std_conv.weight.zero_()
+        sampled.attention.std_conv.bias.fill_(-1e4)
+    torch.testing.assert_close(predict_logits(sampled, x, generator=torch.Generator().manual_seed(0)), a,
+                               rtol=0, atol=1e-6)
 
 
 def test_uncertainty_entropy_and_mutual_information():
@@ -77,7 +152,6 @@ def test_evaluate_writes_tables_and_exports_at_the_label_size(synthetic_root, tm
     assert result["checkpoint"]["iteration"] == 7 and len(result["checkpoint"]["sha256"]) == 64
     assert result["inference"]["test_samples"] == 2 and result["model_config"]["depth"] == 18
     assert len(result["per_class"]) == 19 and result["per_class"][0]["class"] == "road"
-    assert 0 <= result["mIoU"] <= 100
     csv_lines = (out / "per_class.csv").read_text().splitlines()
     assert csv_lines[0] == "class,IoU,Acc" and len(csv_lines) == 20
     conf = np.load(out / "confusion.npy")
@@ -86,6 +160,10 @@ def test_evaluate_writes_tables_and_exports_at_the_label_size(synthetic_root, tm
     raw = build_dataset("bdd100k", synthetic_root, "val")
     labelled = sum(int((torch.as_tensor(raw[i]["label"]) != 255).sum()) for i in range(len(raw)))
     assert conf.shape == (19, 19) and conf.sum() == labelled
+    tp, union = np.diag(conf), conf.sum(0) + conf.sum(1) - np.diag(conf)
+    iou = [100 * t / u if u else None for t, u in zip(tp, union)]  # the metrics written are those of confusion.npy
+    assert [row["IoU"] for row in result["per_class"]] == pytest.approx(iou)
+    assert result["mIoU"] == pytest.approx(np.mean([v for v in iou if v is not None]))
     rows = (out / "exports" / "exports.csv").read_text().splitlines()
     assert len(rows) == 3
     for i in range(2):
@@ -150,6 +228,59 @@ def test_a_split_with_perfect_predictions_scores_100():
     assert int(result["confusion"].sum()) == 3 * 12 * 20 - 3 * 20
 
 
+class _PredictionData(torch.utils.data.Dataset):
+    """Images that carry a given prediction in channel 0, with their labels."""
+
+    def __init__(self, preds, labels):
+        self.preds, self.labels = preds, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return {"image": self.preds[i].float()[None].repeat(3, 1, 1), "label": self.labels[i], "name": str(i)}
+
+
+def test_the_scores_are_those_of_the_hand_counted_confusion_matrix():
+    label = torch.tensor([[0, 0, 1, 1], [0, 2, 2, 255], [1, 1, 2, 2]])
+    pred = torch.tensor([[0, 1, 1, 1], [0, 2, 0, 5], [1, 1, 2, 0]])  # the 5 falls on the ignored pixel
+    cfg = load_config(None, {"num_workers": 0})
+    result = score_dataset(_Oracle(), _PredictionData([pred], [label]), cfg=cfg, device=torch.device("cpu"))
+    expected = np.zeros((19, 19), np.int64)
+    expected[0, :2] = [2, 1]  # label 0: twice 0, once 1
+    expected[1, 1] = 4  # label 1: always 1
+    expected[2, [0, 2]] = [2, 2]  # label 2: twice 0, twice 2
+    np.testing.assert_array_equal(result["confusion"].numpy(), expected)
+    m = result["metrics"]
+    iou = {0: 2 / (3 + 4 - 2), 1: 4 / (4 + 5 - 4), 2: 2 / (4 + 2 - 2)}  # TP / (label + prediction - TP)
+    assert m["IoU"][:3] == pytest.approx([100 * v for v in iou.values()])
+    assert all(math.isnan(v) for v in m["IoU"][3:])  # absent from both label and prediction
+    assert m["mIoU"] == pytest.approx(100 * (0.4 + 0.8 + 0.5) / 3)
+    assert m["aAcc"] == pytest.approx(100 * 8 / 11) and m["mAcc"] == pytest.approx(100 * (2 / 3 + 1 + 2 / 4) / 3)
+
+
+def test_the_records_say_what_ran_the_checkpoints_model(synthetic_root, tmp_path):
+    """A baseline checkpoint scored under a configuration with attention on runs the checkpoint's model, and
+    every record says so: metrics.json's config and model_config, config.yaml, and scores.json."""
+    from aiblib.config import MODEL_KEYS
+    from aiblib.evaluation import checkpoint_config
+    from aiblib.reporting import report
+
+    _, ckpt = tiny_checkpoint(synthetic_root, tmp_path, attention=False)
+    cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path / "run", attention=True, beta=0.5,
+                                           pretrained="imagenet.pth"))
+    result = evaluate_checkpoint(cfg, ckpt, dataset="bdd100k", split="val", out_dir=tmp_path / "eval", quiet=True)
+    assert result["model_config"]["attention"] is False and result["config"]["attention"] is False
+    ran_model = {k: result["config"][k] for k in MODEL_KEYS if k != "pretrained"}  # beta too: the checkpoint's
+    assert ran_model == {k: v for k, v in result["model_config"].items() if k != "pretrained"}
+    assert result["config"]["pretrained"] == "imagenet.pth"  # how training started: the file's (a checkpoint clears it)
+    assert load_config(tmp_path / "eval" / "config.yaml").to_dict() == result["config"]
+    ran = checkpoint_config(cfg, ckpt)
+    assert ran.to_dict() == result["config"]
+    report.write_scores(tmp_path, ran, {"bdd100k:val": result}, checkpoint="tiny.pth")
+    assert json.loads((tmp_path / "scores.json").read_text())["attention"] is False
+
+
 def test_evaluate_reads_an_mmsegmentation_checkpoint_directly(synthetic_root, tmp_path):
     from aiblib.storage import safe_load
 
@@ -174,6 +305,18 @@ def test_image_maps_have_the_requested_size_and_repeat_with_the_seed(attention):
     a = image_maps(model, image, size=(40, 70), seed=1, index=2)
     b = image_maps(model, image, size=(40, 70), seed=1, index=2)
     assert a["pred"].shape == (40, 70) and a["pred"].dtype == np.int64 and a["pred"].max() < 19
+    # the prediction is the one evaluation scores: the prediction rule on the sample-averaged logits, same noise
+    scored = prediction(predict_logits(model, image[None], generator=noise_generator(torch.device("cpu"), 1, 2)),
+                        (40, 70))
+    np.testing.assert_array_equal(a["pred"], scored[0].numpy())
+    # its confidence: that class's probability under the mean of the samples' softmax
+    out = model(image[None], generator=noise_generator(torch.device("cpu"), 1, 2))
+    probs = out["sample_logits"].softmax(2).mean(0) if attention else out["out"].softmax(1)
+    for size in ((64, 96), (40, 70)):  # at the input size first, as the logits
+        probs = torch.nn.functional.interpolate(probs, size=size, mode="bilinear", align_corners=False)
+    probs = probs[0].detach()
+    np.testing.assert_allclose(a["confidence"], probs.gather(0, torch.from_numpy(a["pred"])[None])[0].numpy(),
+                               atol=1e-6)
     assert a["entropy"].shape == a["mi"].shape == (40, 70)
     assert (a["entropy"] >= 0).all() and (a["entropy"] <= math.log(19) + 1e-5).all()
     if attention:
@@ -240,13 +383,13 @@ def test_tta_views_scale_the_original_image_not_the_fitted_one(flip):
 
 def test_tta_view_sizes_use_the_mmcv_rounding():
     model = _ShapeRecorder().eval()
-    scores = predict(model, torch.zeros(1, 3, 37, 53), scales=(0.75, 1.25, 1.0))
+    scores = predict_probs(model, torch.zeros(1, 3, 37, 53), scales=(0.75, 1.25, 1.0))
     # int(37 * 0.75 + 0.5) = 28 (round() would agree), int(53 * 1.25 + 0.5) = 66 (round(66.25) too);
     # the rule fits the image into the target as mmcv's imrescale
     assert model.sizes == [(28, 40), (46, 66), (37, 53)]
     assert scores.shape == (1, 19, 37, 53)
     model = _ShapeRecorder().eval()
-    predict(model, torch.zeros(1, 3, 5, 7), scales=(0.5,))  # 2.5 -> 3 and 3.5 -> 4 (round half up, not to even)
+    predict_probs(model, torch.zeros(1, 3, 5, 7), scales=(0.5,))  # 2.5 -> 3 and 3.5 -> 4 (round half up, not to even)
     assert model.sizes == [(3, 4)]
 
 
@@ -256,3 +399,28 @@ def test_mmsegmentation_checkpoints_are_scored_in_fp32_unless_bf16_is_named():
     assert evaluation_amp(Config(amp="auto"), ours) == "auto"
     assert evaluation_amp(Config(amp="bf16"), mmseg) == "bf16"
     assert evaluation_amp(Config(), mmseg) == "off"  # the default is fp32 anyway
+
+
+@pytest.mark.slow
+def test_notebook_02_records_the_checkpoints_model_in_scores_json(synthetic_root, tmp_path, monkeypatch):
+    """02 given a parameter file with attention on and a baseline checkpoint: scores.json says attention false."""
+    import shutil
+
+    import yaml
+    from conftest import REPO
+
+    from aiblib.notebooks import run_notebook
+    from aiblib.paths import ROOT_VARIABLE
+
+    _, ckpt = tiny_checkpoint(synthetic_root, tmp_path, attention=False)
+    params = tmp_path / "attention.yaml"
+    params.write_text(yaml.safe_dump(tiny_overrides(synthetic_root, tmp_path / "run", attention=True,
+                                                    eval_targets=["bdd100k:val"])))
+    project = tmp_path / "project"
+    shutil.copytree(REPO / "notebooks", project / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    monkeypatch.setenv(ROOT_VARIABLE, str(project))
+    run_notebook(project / "notebooks" / "02-evaluate-cross-domain.ipynb", tmp_path / "02.ipynb", cwd=project / "notebooks",
+                 parameters={"params_file": str(params), "checkpoint": str(ckpt), "name": "base",
+                             "results_root": str(tmp_path / "results")})
+    scores = json.loads((tmp_path / "results" / "base" / "scores.json").read_text())
+    assert scores["attention"] is False and scores["beta"] == 1e-3 and set(scores["scores"]) == {"bdd100k:val"}

@@ -253,3 +253,26 @@ def test_papermill_smoke_run_of_05_writes_both_tables_and_figures(tiny_runs, tmp
         run_notebook(notebook, out / "05-bad.ipynb", parameters={**given, "corruptions": ["fog"]},
                      cwd=project / "notebooks")
     assert err.value.user_mistake and "\n" not in str(err.value)
+
+
+def test_the_uncertainty_scores_judge_the_prediction_that_evaluation_scores(synthetic_root):
+    """Confidence and errors are those of the prediction evaluation scores: the pixel accuracy that the
+    reliability bins hold is score_dataset's aAcc on the same images, for the baseline and for AIBR's samples."""
+    from aiblib.evaluation import score_dataset, test_pipeline
+    from aiblib.evaluation.robustness import Runs, score_uncertainty
+    from aiblib.model import build_model
+
+    cfg = load_config(None, tiny_overrides(synthetic_root, synthetic_root / "unused", test_samples=4))
+    torch.manual_seed(0)
+    models = {"baseline": build_model(cfg.replace(attention=False)).eval(), "AIBR": build_model(cfg).eval()}
+    with torch.no_grad():  # logits spread over units, not 1e-3: their softmax and their resizing then matter
+        for model in models.values():
+            model.decode_head.conv_seg.weight.mul_(5000)
+    runs = Runs(cfg=cfg, models=models, device=torch.device("cpu"), use_bf16=False)
+    _, bins = score_uncertainty(runs, protocol="dg", domains=["bdd100k:val"])
+    data = build_dataset("bdd100k", synthetic_root, "val", test_pipeline(cfg))
+    for method, model in models.items():
+        held = bins[bins["method"] == method]
+        accuracy = 100 * (held["count"] * held["accuracy"]).sum() / held["count"].sum()
+        assert accuracy == pytest.approx(score_dataset(model, data, cfg=cfg, device=torch.device("cpu"))["metrics"]["aAcc"],
+                                         abs=1e-9), method

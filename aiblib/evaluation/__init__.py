@@ -12,13 +12,28 @@ from aiblib.evaluation.calibration import (
     pixel_sample,
     reliability_bins,
 )
-from aiblib.evaluation.evaluate import evaluate_checkpoint, evaluation_amp, score_dataset, test_pipeline, tta_enabled
-from aiblib.evaluation.inference import forward, image_maps, noise_generator, predict, uncertainty
+from aiblib.evaluation.evaluate import (
+    checkpoint_config,
+    evaluate_checkpoint,
+    evaluation_amp,
+    score_dataset,
+    test_pipeline,
+    tta_enabled,
+)
+from aiblib.evaluation.inference import (
+    forward,
+    image_maps,
+    noise_generator,
+    predict_logits,
+    predict_probs,
+    prediction,
+    uncertainty,
+)
 from aiblib.evaluation.metrics import class_names, confusion_matrix, format_table, metrics_from_confusion, split_metrics
 
 __all__ = [
     "expected_calibration_error", "misclassification_auroc", "pixel_sample", "reliability_bins",
-    "evaluate_checkpoint", "evaluation_amp", "score_dataset", "test_pipeline", "tta_enabled",
-    "forward", "image_maps", "noise_generator", "predict", "uncertainty",
+    "checkpoint_config", "evaluate_checkpoint", "evaluation_amp", "score_dataset", "test_pipeline", "tta_enabled",
+    "forward", "image_maps", "noise_generator", "predict_logits", "predict_probs", "prediction", "uncertainty",
     "class_names", "confusion_matrix", "format_table", "metrics_from_confusion", "split_metrics",
 ]

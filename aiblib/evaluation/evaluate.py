@@ -23,7 +23,8 @@ The output folder (default ``<run dir>/eval/<dataset>-<split>/``), written by ra
                      (percent values; null = class absent)
     per_class.csv    class,IoU,Acc  (percent; empty = absent)
     confusion.npy    int64 (K, K), rows = label, columns = prediction
-    config.yaml      the configuration used
+    config.yaml      the configuration that ran (:func:`checkpoint_config`: the checkpoint's model keys
+                     over the given configuration's; metrics.json's "config" is the same)
     exports/         for the first export_count images (exports.csv lists them):
         NNNN_<name>_pred.png      colour prediction at the label's size
         NNNN_<name>_mu.png/.npy   attention mu at the image's original size (float16 in [0, 1])
@@ -49,7 +50,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -73,7 +73,7 @@ from aiblib.data import (
     worker_init,
 )
 from aiblib.errors import WorkerFailed
-from aiblib.evaluation.inference import image_maps, noise_generator, predict
+from aiblib.evaluation.inference import image_maps, noise_generator, predict_logits, predict_probs, prediction
 from aiblib.evaluation.metrics import all_reduce_confusion, confusion_matrix, format_table, split_metrics
 from aiblib.paths import project_path
 from aiblib.reporting import viz
@@ -87,7 +87,7 @@ from aiblib.storage import (
     write_text_atomic,
 )
 
-__all__ = ["score_dataset", "evaluate_checkpoint", "export_maps", "tta_enabled", "test_pipeline", "evaluation_amp"]
+__all__ = ["score_dataset", "evaluate_checkpoint", "checkpoint_config", "export_maps", "tta_enabled", "test_pipeline", "evaluation_amp"]
 
 EXPORT_COLUMNS = ["index", "name", "height", "width", "pred", "mu", "entropy", "mi", "mi_max"]
 # added to a full-disk line while writing results
@@ -110,7 +110,7 @@ def tta_enabled(cfg: Config) -> bool:
 def test_pipeline(cfg: Config) -> TestTransform:
     """The test transform for :func:`score_dataset` under ``cfg``: the image fitted inside
     ``cfg.base_size``, or (with :func:`tta_enabled`) kept at its original size, because
-    :func:`~aiblib.evaluation.inference.predict` then scales the original by each ratio, as MMSegmentation."""
+    :func:`~aiblib.evaluation.inference.predict_probs` then scales the original by each ratio, as MMSegmentation."""
     return test_transform(base_size=tuple(cfg.base_size), fit=not tta_enabled(cfg))
 
 
@@ -173,11 +173,11 @@ def _score_items(model: nn.Module, items, *, conf: torch.Tensor, cfg: Config, de
         if channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         label = torch.as_tensor(item["label"]).to(device).long()
-        scores = predict(model, image, mode=cfg.eval_mode, slide_crop=cfg.slide_crop, slide_stride=cfg.slide_stride,
-                         scales=cfg.tta_scales, flip=cfg.tta_flip,
-                         generator=noise_generator(device, cfg.eval_seed, index), use_bf16=use_bf16)
-        scores = F.interpolate(scores, size=label.shape[-2:], mode="bilinear", align_corners=False)
-        pred = scores.argmax(1)[0]
+        how = dict(mode=cfg.eval_mode, slide_crop=cfg.slide_crop, slide_stride=cfg.slide_stride,
+                   generator=noise_generator(device, cfg.eval_seed, index), use_bf16=use_bf16)
+        scores = (predict_probs(model, image, scales=cfg.tta_scales, flip=cfg.tta_flip, **how) if tta_enabled(cfg)
+                  else predict_logits(model, image, **how))
+        pred = prediction(scores, label.shape[-2:])[0]
         conf += confusion_matrix(pred, label, k)
         if export_dir is not None and (index in export_indices if export_indices is not None else index < export_count):
             with reporting(Path(export_dir), NOTE):
@@ -226,13 +226,33 @@ def evaluation_amp(cfg: Config, identity: dict) -> str:
     return "off" if identity.get("format") != "aiblib" and cfg.amp == "auto" else cfg.amp
 
 
-def _load_for_evaluation(cfg: Config, path: Path, identity: dict, proc: Process, channels_last: bool) -> nn.Module:
-    """The checkpoint's model on the process's device, in eval mode, with the configuration's
-    test-time switches (and output stride for MMSegmentation files, whose weights do not tell it)."""
+def _test_switches(cfg: Config, identity: dict) -> dict[str, Any]:
+    """The model keys the configuration sets on a checkpoint's model: the test-time switches, and for an
+    MMSegmentation file the output stride and beta (its weights tell neither; beta is only recorded)."""
     overrides: dict[str, Any] = {"test_samples": cfg.test_samples, "mean_mask": cfg.mean_mask}
     if identity.get("format") != "aiblib":
-        overrides["output_stride"] = cfg.output_stride
-    model = load_model(path, **overrides)
+        overrides.update(output_stride=cfg.output_stride, beta=cfg.beta)
+    return overrides
+
+
+def _as_run(cfg: Config, model: nn.Module) -> Config:
+    """``cfg`` with the model keys of the model that runs (but ``pretrained``, which a checkpoint clears):
+    the configuration a record holds."""
+    return cfg.replace(**{k: v for k, v in model.config.to_dict().items() if k != "pretrained"})
+
+
+def checkpoint_config(cfg: Config, checkpoint: str | Path) -> Config:
+    """The configuration that scores ``checkpoint`` under ``cfg``, as :func:`evaluate_checkpoint` records it:
+    the checkpoint's model keys (its architecture, which a parameter file does not change) override ``cfg``'s,
+    but for :func:`_test_switches` and ``pretrained`` (how its training started: the checkpoint's
+    ``model_config`` clears it, the weights being inside). Reads the file."""
+    path = project_path(checkpoint)
+    return _as_run(cfg, load_model(path, **_test_switches(cfg, describe_checkpoint(path))))
+
+
+def _load_for_evaluation(cfg: Config, path: Path, identity: dict, proc: Process, channels_last: bool) -> nn.Module:
+    """The checkpoint's model on the process's device, in eval mode, with :func:`_test_switches`."""
+    model = load_model(path, **_test_switches(cfg, identity))
     model.to(proc.device).eval()
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -301,7 +321,8 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path | None = None, *, da
     ``cfg.val_dataset``/``cfg.val_split``; ``out_dir`` to ``<run dir>/eval/<dataset>-<split>``;
     ``export_count`` to ``cfg.export_count``; ``export_indices`` (dataset positions) replaces
     it with an explicit list. The model's architecture comes from the checkpoint;
-    ``test_samples`` and ``mean_mask`` from ``cfg``. Returns the ``metrics.json`` content
+    ``test_samples`` and ``mean_mask`` from ``cfg``; the records hold :func:`checkpoint_config`, the
+    configuration that ran (its model keys are ``model_config``'s). Returns the ``metrics.json`` content
     (also on ranks > 0, which write nothing). Runs distributed when launched by torchrun.
     """
     t0 = time.perf_counter()
@@ -316,6 +337,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path | None = None, *, da
         identity = describe_checkpoint(path)
         precision = resolve_precision(evaluation_amp(cfg, identity), cfg.channels_last, proc.device)
         model = _load_for_evaluation(cfg, path, identity, proc, precision[1])
+        cfg = _as_run(cfg, model)  # what runs, and what the records say: the checkpoint's model keys
         data = build_dataset(dataset, cfg.data_root, split, test_pipeline(cfg), camvid_root=cfg.camvid_root)
         if proc.is_main:
             out.mkdir(parents=True, exist_ok=True)

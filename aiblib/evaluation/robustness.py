@@ -10,13 +10,13 @@ What notebook 05 calls:
   ``eval_seed`` and the image's index). Rows ``method, protocol, corruption, severity, mIoU``;
   severity 0 is the clean image, repeated on each corruption's rows so that each curve starts there.
 - :func:`score_uncertainty`: per domain, the ECE of the max-softmax confidence and the AUROC of each
-  uncertainty measure for detecting misclassified pixels (:mod:`aiblib.evaluation.calibration`). The
-  predictive distribution is the softmax (baseline) or the mean of the attention samples'
-  softmax (AIBR); its argmax is the prediction, its maximum the confidence; measures: its
-  entropy, and for AIBR the mutual information between samples and prediction
-  (:func:`aiblib.evaluation.inference.uncertainty`). Whole-image inference at the test size, one view;
-  the maps are resized (bilinear) to the label. Rows ``method, protocol, domain, measure,
-  ece, auroc`` and the reliability bins.
+  uncertainty measure for detecting misclassified pixels (:mod:`aiblib.evaluation.calibration`), from
+  each image's :func:`aiblib.evaluation.inference.image_maps` at the label's size: the prediction is the
+  one evaluation scores (argmax of the sample-averaged logits, whole image at the test size, one view),
+  the confidence its probability under the predictive distribution (the softmax, or the mean of the
+  attention samples' softmax); measures: that distribution's entropy, and with several attention
+  samples the mutual information between samples and prediction. Rows ``method, protocol, domain,
+  measure, ece, auroc`` and the reliability bins.
 - :func:`merge_rows`: a protocol's rows into a CSV that holds every protocol's, replacing that
   protocol's earlier rows (a rerun does not duplicate them).
 
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Subset
 
@@ -45,12 +45,11 @@ from aiblib.evaluation.calibration import (
     reliability_bins,
 )
 from aiblib.evaluation.evaluate import score_dataset, test_pipeline
-from aiblib.evaluation.inference import forward, noise_generator, uncertainty
+from aiblib.evaluation.inference import image_maps
 from aiblib.paths import project_path
 from aiblib.storage import last_checkpoint, load_model, write_text_atomic
 
-__all__ = ["Runs", "load_runs", "split_target", "first_images", "score_corruptions", "predictive_maps",
-           "score_uncertainty", "merge_rows", "CORRUPTION_COLUMNS", "UNCERTAINTY_COLUMNS"]
+__all__ = ["Runs", "load_runs", "split_target", "first_images", "score_corruptions", "score_uncertainty", "merge_rows", "CORRUPTION_COLUMNS", "UNCERTAINTY_COLUMNS"]
 
 CORRUPTION_COLUMNS = ["method", "protocol", "corruption", "severity", "mIoU"]
 UNCERTAINTY_COLUMNS = ["method", "protocol", "domain", "measure", "ece", "auroc"]
@@ -134,35 +133,14 @@ def score_corruptions(runs: Runs, *, protocol: str, domain: str, corruptions: li
     return pd.DataFrame(rows, columns=CORRUPTION_COLUMNS)
 
 
-@torch.no_grad()
-def predictive_maps(model: nn.Module, image: torch.Tensor, *, size: tuple[int, int], generator: torch.Generator | None,
-                    use_bf16: bool = False) -> dict[str, torch.Tensor]:
-    """The predictive distribution and uncertainty of one normalized image (3, H, W), resized to ``size`` (h, w).
-
-    Returns ``probs`` (K, h, w): the softmax, or with several attention samples the mean of the
-    samples' softmax; ``entropy`` (h, w) in nats; with several samples ``mutual_information`` (h, w).
-    """
-    device = next(model.parameters()).device
-    outputs = forward(model, image[None].to(device), generator=generator, use_bf16=use_bf16)
-    entropy, mi = uncertainty(outputs)
-    samples = outputs.get("sample_logits")
-    probs = samples.softmax(2).mean(0) if samples is not None else outputs["out"].softmax(1)  # (1, K, h', w')
-
-    def up(t: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False)[0]
-
-    maps = {"probs": up(probs), "entropy": up(entropy)[0]}
-    if samples is not None:
-        maps["mutual_information"] = up(mi)[0]
-    return maps
-
-
-def _pixels(maps: dict[str, torch.Tensor], label: torch.Tensor, keep: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The kept pixels (M,) of one image: ``confidence``, ``correct`` and each measure, on the CPU."""
-    confidence, pred = maps["probs"].max(0)
-    out = {"confidence": confidence.reshape(-1).cpu()[keep],
-           "correct": (pred.cpu() == label).reshape(-1)[keep]}
-    out.update({k: v.reshape(-1).cpu()[keep] for k, v in maps.items() if k != "probs"})
+def _pixels(maps: dict[str, np.ndarray], label: torch.Tensor, keep: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The kept pixels (M,) of one image's :func:`~aiblib.evaluation.inference.image_maps`: ``confidence``,
+    ``correct`` and the measures: ``entropy``, and ``mutual_information`` with several attention samples."""
+    flat = {key: torch.from_numpy(maps[key]).reshape(-1)[keep] for key in ("pred", "confidence", "entropy", "mi")}
+    out = {"confidence": flat["confidence"], "correct": flat["pred"] == label.reshape(-1)[keep],
+           "entropy": flat["entropy"]}
+    if len(maps.get("masks", ())) > 1:
+        out["mutual_information"] = flat["mi"]
     return out
 
 
@@ -178,8 +156,8 @@ def _domain_pixels(runs: Runs, domain: str, *, max_images: int, pixels_per_image
         label = torch.as_tensor(item["label"]).long()
         keep = pixel_sample(label, pixels_per_image, seed=cfg.eval_seed, index=index)
         for method, model in runs.models.items():
-            maps = predictive_maps(model, item["image"], size=tuple(label.shape), use_bf16=runs.use_bf16,
-                                   generator=noise_generator(runs.device, cfg.eval_seed, index))
+            maps = image_maps(model, item["image"], size=tuple(label.shape), seed=cfg.eval_seed, index=index,
+                              use_bf16=runs.use_bf16)
             parts[method].append(_pixels(maps, label, keep))
     return {method: {k: torch.cat([p[k] for p in pieces]) for k in pieces[0]} for method, pieces in parts.items() if pieces}
 
