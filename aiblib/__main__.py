@@ -3,12 +3,18 @@
 Each command is a module of :mod:`aiblib.cli` with ``main(argv: list[str]) -> int``. Only the chosen
 command's module is loaded (``importlib``), so ``train``, ``evaluate`` and ``gpu-check`` run where
 torch is installed without the notebook stack (papermill, Jupyter), as on many GPU machines.
+
+Every relative path a command is given (``-f params/x.yaml``, ``--results``, an output notebook,
+``--root``) is under the project root (:mod:`aiblib.paths`), wherever the command starts, as the
+paths in parameter files are. Errors: see :mod:`aiblib.cli.common`.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+
+from aiblib.paths import project_root
 
 # command -> (module of aiblib.cli, one line of help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -29,7 +35,10 @@ def usage() -> str:
     """The command list printed by ``python -m aiblib`` and ``--help``."""
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
-    return "usage: python -m aiblib <command> [args]\n\ncommands:\n" + "\n".join(lines)
+    return ("usage: python -m aiblib <command> [args]\n\ncommands:\n" + "\n".join(lines)
+            + f"\n\nRelative paths given to a command are under the project root ({project_root()}),"
+            " wherever it starts;"
+            "\n--debug (or AIBLIB_DEBUG=1) shows the traceback of any error.")
 
 
 def main(argv: list[str] | None = None) -> int:

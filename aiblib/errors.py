@@ -1,19 +1,38 @@
 """The errors a user can cause, as opposed to bugs.
 
 The command line prints a :class:`UserError` as one line ``error: ...`` and exits with its
-``exit_status`` (2 unless it says otherwise); anything else is a bug and keeps its traceback.
+``exit_status`` (2 unless it says otherwise); anything else is a bug: one line naming its type and
+the file that holds its traceback, exit status 1 (see :func:`aiblib.cli.common.command`).
+A check of what the user gave raises one of these, never a bare builtin: :class:`ConfigError` for a
+wrong value (it is also a ``ValueError``), :class:`MissingFile` for a file or folder that is not
+there (also a ``FileNotFoundError``), :class:`AlreadyExists` for one that should not be (also a
+``FileExistsError``), so that ``except ValueError`` and the like keep catching them.
 This module imports nothing from aiblib: every floor may raise these.
 """
 
 from __future__ import annotations
 
-__all__ = ["UserError", "StorageError", "RunLockedError", "WorkerFailed", "Interrupted"]
+__all__ = ["UserError", "ConfigError", "MissingFile", "AlreadyExists", "StorageError", "RunLockedError", "WorkerFailed",
+           "Interrupted"]
 
 
 class UserError(Exception):
     """A mistake in what the user gave (a value, a file, a folder); the message names the culprit."""
 
     exit_status = 2
+
+
+class ConfigError(UserError, ValueError):
+    """A wrong value: a configuration key or its type or range, a command-line option, a parameter file
+    that is not valid YAML, a file given as something it is not (a checkpoint, a table)."""
+
+
+class MissingFile(UserError, FileNotFoundError):
+    """A file or folder the user named (or a step the user skipped should have written) does not exist."""
+
+
+class AlreadyExists(UserError, FileExistsError):
+    """A file or folder is in the way of what the user asked to write (a run folder that holds checkpoints)."""
 
 
 class StorageError(UserError, OSError):

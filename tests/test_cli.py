@@ -1,16 +1,28 @@
 """The command line's error policy: a user's mistake is one line on stderr and exit status 2, no traceback,
-and nothing already written is touched."""
+and nothing already written is touched; a bug is one line naming the file that holds its traceback, exit status 1.
+Relative paths given to a command are under the project root, wherever it starts."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import REPO, subprocess_env, tiny_checkpoint
 
 from aiblib.__main__ import main
+from aiblib.cli import parse_size
+from aiblib.config import load_config
+from aiblib.data import DataError, build_dataset
+from aiblib.data.synth import generate
+from aiblib.errors import ConfigError, MissingFile, UserError
+from aiblib.model import ModelConfig
+from aiblib.paths import ROOT_VARIABLE
+from aiblib.storage import load_model, read_log, safe_load
 
 
 def _one_error_line(capsys) -> str:
@@ -135,3 +147,101 @@ def test_a_notebook_command_without_papermill_says_what_is_missing_in_one_line()
     assert len(lines) == 1 and lines[0].startswith("error: python -m aiblib notebook needs the Python package"), \
         result.stderr
     assert "make setup" in lines[0]
+
+
+# --- a bug is not a user's mistake: one line naming the file that holds its traceback, exit status 1 ------------
+
+def _bug_line(capsys) -> tuple[str, Path]:
+    """The one ``error:`` line of a bug and the traceback file it names."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    found = re.fullmatch(r"error: (\w+: .*) \(a bug; the full traceback is in (\S+)\)", lines[0])
+    assert found, lines[0]
+    return found[1], Path(found[2])
+
+
+def test_a_bug_inside_a_command_names_its_type_and_the_file_holding_its_traceback(monkeypatch, capsys):
+    """A ValueError from a library (not aiblib's ConfigError) is a bug, not a user's mistake."""
+    def broken(*args, **kwargs):
+        raise ValueError("broken inside the library")
+
+    monkeypatch.setattr("aiblib.cli.common.load_config", broken)
+    assert main(["train"]) == 1
+    message, path = _bug_line(capsys)
+    try:
+        assert message == "ValueError: broken inside the library"
+        text = path.read_text()
+        assert text.startswith("Traceback (most recent call last)") and "in config_from_args" in text
+        assert text.rstrip().endswith("ValueError: broken inside the library")
+    finally:
+        path.unlink()
+    with pytest.raises(ValueError, match="broken inside"):  # --debug lets it through with its traceback
+        main(["train", "--debug"])
+    monkeypatch.setenv("AIBLIB_DEBUG", "1")
+    with pytest.raises(ValueError, match="broken inside"):
+        main(["train"])
+
+
+def test_a_bug_in_a_run_leaves_its_traceback_in_the_runs_results_folder(tmp_path, monkeypatch, capsys):
+    def broken(notebook, output, **kwargs):
+        output.parent.mkdir(parents=True, exist_ok=True)
+        raise KeyError("no such cell")
+
+    monkeypatch.setattr("aiblib.cli.run.run_notebook", broken)
+    assert main(["run", "r", "-f", "params/smoke.yaml", "--results", str(tmp_path / "results")]) == 1
+    message, path = _bug_line(capsys)
+    assert message == "KeyError: 'no such cell'" and path == tmp_path / "results" / "r" / "traceback.txt"
+    assert "in broken" in path.read_text() and not (tmp_path / "results" / "r" / "run.json").exists()
+
+
+def _not_a_model(tmp_path: Path) -> Path:
+    """A torch file that holds no state dict."""
+    torch.save({"hello": "world"}, tmp_path / "state.pth")
+    return tmp_path / "state.pth"
+
+
+@pytest.mark.parametrize("mistake, kind, builtin", [
+    (lambda tmp: load_config(None, {"atention": True}), ConfigError, ValueError),
+    (lambda tmp: load_config(None, {"iterations": "many"}), ConfigError, ValueError),
+    (lambda tmp: load_config(tmp / "nope.yaml"), MissingFile, FileNotFoundError),
+    (lambda tmp: load_config((tmp / "bad.yaml", (tmp / "bad.yaml").write_text("a: [1\n"))[0]), ConfigError, ValueError),
+    (lambda tmp: ModelConfig(depth=7), ConfigError, ValueError),
+    (lambda tmp: build_dataset("cityscapes", tmp / "nodata", "val"), DataError, ValueError),
+    (lambda tmp: build_dataset("kitti", tmp, "val"), ConfigError, ValueError),
+    (lambda tmp: safe_load(tmp / "none.pth"), MissingFile, FileNotFoundError),
+    (lambda tmp: load_model(_not_a_model(tmp)), ConfigError, ValueError),
+    (lambda tmp: generate(tmp / "s", n_train=1, n_val=1, size=(8, 8)), ConfigError, ValueError),
+    (lambda tmp: read_log(tmp), MissingFile, FileNotFoundError),
+    (lambda tmp: parse_size("64", option="--size"), ConfigError, ValueError),
+], ids=["unknown-key", "wrong-type", "missing-params", "damaged-yaml", "model-value", "missing-data-root",
+        "unknown-dataset", "missing-checkpoint", "not-a-checkpoint", "synth-size", "missing-log", "size"])
+def test_the_checks_of_what_a_user_gives_raise_aiblibs_error_kinds(mistake, kind, builtin, tmp_path):
+    """What the command line prints as one line is a UserError; each kind is still the builtin callers catch."""
+    with pytest.raises(kind) as caught:
+        mistake(tmp_path)
+    assert isinstance(caught.value, UserError) and isinstance(caught.value, builtin)
+
+
+# --- relative paths given to the command line are under the project root -------------------------------------
+
+@pytest.mark.slow
+def test_run_from_another_folder_keeps_every_file_of_the_run_in_one_results_folder(tmp_path, synthetic_root):
+    """``python -m aiblib run`` started outside the project: the executed notebooks, run.json and 02's scores.json
+    land in <project root>/results/NAME (not under the working folder), and --skip-done finds them there."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    for folder in ("notebooks", "params"):
+        shutil.copytree(REPO / folder, project / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    elsewhere.mkdir()
+    command = [sys.executable, "-m", "aiblib", "run", "r", "-f", "params/smoke.yaml", "--results", "results",
+               "-p", "data_root", str(synthetic_root), "-p", "iterations", "2", "--skip-done"]
+    env = subprocess_env() | {ROOT_VARIABLE: str(project)}
+    done = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = project / "results" / "r"
+    written = {p.name for p in out.iterdir()}
+    assert {"01-train.ipynb", "02-evaluate-cross-domain.ipynb", "run.json", "scores.json"} <= written, written
+    assert (project / "runs" / "r" / "checkpoints" / "last.pth").is_file() and not any(elsewhere.iterdir())
+    again = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "already done" in again.stdout and "01-train: running" not in again.stdout, \
+        again.stdout[-3000:] + again.stderr[-3000:]

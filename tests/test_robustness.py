@@ -249,7 +249,7 @@ def test_papermill_smoke_run_of_05_writes_both_tables_and_figures(tiny_runs, tmp
     table = pd.read_csv(out / "corruptions.csv")
     assert len(table) == 12 + 2 * 2 and list(dict.fromkeys(table["protocol"])) == ["dg", "x"]
     assert len(pd.read_csv(out / "uncertainty.csv")) == 12
-    with pytest.raises(NotebookFailed, match=r"cell \d+: ValueError: corruption 'fog' does not run") as err:
+    with pytest.raises(NotebookFailed, match=r"cell \d+: ConfigError: corruption 'fog' does not run") as err:
         run_notebook(notebook, out / "05-bad.ipynb", parameters={**given, "corruptions": ["fog"]},
                      cwd=project / "notebooks")
     assert err.value.user_mistake and "\n" not in str(err.value)

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import cv2
 import torch
 
 from aiblib.cli.common import command, fail, parse_size
+from aiblib.errors import ConfigError
 from aiblib.model import ModelConfig
+from aiblib.paths import project_path
 from aiblib.tools import MODES, compare_modes, data_rows, default_modes, format_data_table, format_table
 
 SAME_WITHOUT_ATTENTION = ("reference", "looped", "batched")   # one computation when there is no mask
@@ -37,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose usage mistakes raise ValueError (reported as one ``error:`` line by :func:`main`)."""
 
     def error(self, message: str):
-        raise ValueError(message)
+        raise ConfigError(message)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds (compiled modes get at least 1)")
     parser.add_argument("--iters", type=int, default=3, help="timed rounds; each runs every mode once")
     parser.add_argument("--narrow", action="store_true", help="CPU-sized heads (aspp 128, skip 24, aux 64)")
-    parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--json", help="also write the rows to this JSON file (a relative path is under the project root)")
     parser.add_argument("--data", action="store_true",
                         help="time the training data pipeline (one thread) beside MMSegmentation's, not the model")
     parser.add_argument("--data-size", default="1024x2048", metavar="HxW", help="--data: image size (default 1024x2048)")
@@ -80,14 +81,14 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
                                  ("--iters", args.iters, 1), ("--warmup", args.warmup, 0),
                                  ("--threads", args.threads, 0), ("--rounds", args.rounds, 1)):
         if value < least:
-            raise ValueError(f"{option} {value}: expected at least {least}")
+            raise ConfigError(f"{option} {value}: expected at least {least}")
     for depth in args.depths:
         try:
             ModelConfig(depth=depth, output_stride=args.output_stride)
         except ValueError as exc:
-            raise ValueError(f"--depths {depth}: {exc}") from None
+            raise ConfigError(f"--depths {depth}: {exc}") from None
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
+        raise ConfigError("--device cuda: no CUDA device is available")
     return args
 
 
@@ -110,7 +111,7 @@ def _data_table(args: argparse.Namespace) -> int:
     print()
     print(format_data_table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        project_path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
 
@@ -145,5 +146,5 @@ def main(argv: list[str]) -> int:
     print()
     print(format_table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        project_path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0

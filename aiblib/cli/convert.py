@@ -1,10 +1,12 @@
-"""``python -m aiblib convert SRC DST``: an MMSegmentation AIBR / DeepLabV3+ checkpoint to aiblib."""
+"""``python -m aiblib convert SRC DST``: an MMSegmentation AIBR / DeepLabV3+ checkpoint to aiblib (relative paths
+are under the project root, wherever the command starts)."""
 
 from __future__ import annotations
 
 import argparse
 
 from aiblib.cli.common import command, fail
+from aiblib.paths import project_path
 from aiblib.storage import convert_file
 
 
@@ -18,7 +20,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--output-stride", type=int, default=8, choices=(8, 16))
     args = parser.parse_args(argv)
     try:
-        cfg, report = convert_file(args.src, args.dst, output_stride=args.output_stride, beta=args.beta)
+        cfg, report = convert_file(project_path(args.src), project_path(args.dst), output_stride=args.output_stride,
+                                   beta=args.beta)
     except ValueError as exc:
         return fail(f"{args.src}: {exc}")
     print(f"{args.src}: {len(report['mapped'])} keys mapped; model {cfg.to_dict()}")

@@ -10,7 +10,8 @@
 checkpoint (converted on the fly); without it, the run's ``checkpoints/last.pth``.
 ``-p dataset`` / ``-p split`` (or ``--dataset`` / ``--split``) choose what is scored
 (default: the config's ``val_dataset`` / ``val_split``); every other ``-p`` is a config key.
-The output folder is described in :mod:`aiblib.evaluation.evaluate`.
+The output folder is described in :mod:`aiblib.evaluation.evaluate`. Relative paths (``-f``,
+``--checkpoint``, ``--out``) are under the project root, wherever the command starts.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from aiblib.cli.common import add_config_arguments, command, config_from_args
+from aiblib.cli.common import add_config_arguments, command, config_from_args, keep_traceback_in
 from aiblib.config import Config
 from aiblib.evaluation import evaluate_checkpoint
 
@@ -47,6 +48,7 @@ def main(argv: list[str]) -> int:
         else:
             pairs.append((name, value))
     cfg = config_from_args(args, pairs)
+    keep_traceback_in(cfg.resolved_run_dir())
     evaluate_checkpoint(cfg, args.checkpoint, dataset=picked["dataset"], split=picked["split"], out_dir=args.out,
                         export_indices=args.export_indices, quiet=int(os.environ.get("RANK", "0")) != 0)
     return 0

@@ -2,7 +2,9 @@
 
 Runs one of the project's notebooks with papermill as ``make`` does (see
 :mod:`aiblib.notebooks.runner`): its output streams to the terminal, the executed copy goes to
-OUTPUT. NOTEBOOK is a path or a name in ``notebooks/`` (``01-train``).
+OUTPUT. NOTEBOOK is a path or a name in ``notebooks/`` (``01-train``). Relative paths (NOTEBOOK,
+OUTPUT, ``-f``) are under the project root, wherever the command starts, like the paths inside
+parameter files and notebooks.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from aiblib.cli.common import command
 from aiblib.config import CONFIG_KEYS, parse_overrides
 from aiblib.errors import UserError
 from aiblib.notebooks import NOTEBOOKS, NotebookFailed, notebook_parameters, run_notebook
+from aiblib.paths import project_path
 
 __all__ = ["main", "notebook_path", "parse_values", "step_label", "add_notebook_arguments", "report_failure"]
 
 
 def notebook_path(text: str) -> Path:
-    """A notebook path, or a name of ``notebooks/`` with or without ``.ipynb``."""
-    for candidate in (Path(text), NOTEBOOKS / text, NOTEBOOKS / f"{text}.ipynb"):
+    """A notebook path (a relative one under the project root), or a name of ``notebooks/`` with or without
+    ``.ipynb``."""
+    for candidate in (project_path(text), NOTEBOOKS / text, NOTEBOOKS / f"{text}.ipynb"):
         if candidate.is_file() and candidate.suffix == ".ipynb":
             return candidate
     names = ", ".join(p.stem for p in sorted(NOTEBOOKS.glob("*.ipynb")))
@@ -58,7 +62,8 @@ def step_label(step: str | None) -> str:
 
 
 def add_notebook_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-f", "--parameters_file", help="parameter file (params/*.yaml)")
+    parser.add_argument("-f", "--parameters_file", help="parameter file (params/*.yaml; a relative path is under the "
+                        "project root)")
     parser.add_argument("-p", "--parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="one parameter (repeatable)")
 
@@ -75,14 +80,14 @@ def report_failure(exc: NotebookFailed) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m aiblib notebook", description=__doc__.split("\n\n")[1])
     parser.add_argument("notebook", help="notebook path or name (e.g. 00-prepare-data)")
-    parser.add_argument("output", help="where the executed copy goes")
+    parser.add_argument("output", help="where the executed copy goes (a relative path is under the project root)")
     add_notebook_arguments(parser)
     parser.add_argument("--step", help="K/N: label the output as step K of N")
     args = parser.parse_args(argv)
     notebook = notebook_path(args.notebook)
     params = notebook_parameters(notebook, params_file=args.parameters_file, given=parse_values(args.parameters))
     try:
-        run_notebook(notebook, Path(args.output), parameters=params, label=step_label(args.step))
+        run_notebook(notebook, project_path(args.output), parameters=params, label=step_label(args.step))
     except NotebookFailed as exc:
         return report_failure(exc)
     return 0

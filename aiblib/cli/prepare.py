@@ -7,7 +7,8 @@ and label decoded as training reads them, in parallel, and every damaged file li
 downloading or copying data, before a long run (:mod:`aiblib.tools.imagecheck`).
 
 Exit status 0 when every file is fine, 1 when problems were found (listed on stderr and in
-``DATA_ROOT/aiblib_problems.txt``), 2 on a user mistake (one ``error: ...`` line).
+``DATA_ROOT/aiblib_problems.txt``), 2 on a user mistake (one ``error: ...`` line). Relative paths are
+under the project root, wherever the command starts.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from aiblib.cli.common import command, fail
+from aiblib.paths import project_path
 from aiblib.tools import check_camvid, check_images
 from aiblib.tools import preparation as preparing
 
@@ -27,7 +29,8 @@ from aiblib.tools import preparation as preparing
 @command
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m aiblib prepare", description=preparing.__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default="data", help="data root holding cityscapes/, bdd100k/, nightcity-fine/")
+    parser.add_argument("--root", default="data", help="data root holding cityscapes/, bdd100k/, nightcity-fine/ "
+                        "(a relative path is under the project root)")
     parser.add_argument("--datasets", default="", help="comma-separated subset of cityscapes,bdd100k,nightcity (default: all found)")
     parser.add_argument("--full", action="store_true", help="decode whole images, not only their headers")
     parser.add_argument("--camvid", default="", metavar="PATH",
@@ -37,6 +40,7 @@ def main(argv: list[str]) -> int:
                              "parallel, and list every damaged file; nothing is written")
     parser.add_argument("--workers", type=int, default=0, help="processes for --check-images (default: one per CPU)")
     args = parser.parse_args(argv)
+    args.root, args.camvid = project_path(args.root), args.camvid and project_path(args.camvid)
     if args.check_images:
         return _check_images(args)
     if args.camvid:

@@ -4,6 +4,10 @@ One experiment: ``01-train`` then ``02-evaluate-cross-domain`` for the run NAME,
 copies in ``DIR/NAME/``. When both succeed it writes ``DIR/NAME/run.json`` (the parameter
 file's hash, the ``-p`` values, the commit); with ``--skip-done`` a run whose ``run.json``
 says the same is not run again, so an interrupted sweep continues where it stopped.
+
+Relative paths (``-f``, ``--results``) are under the project root, wherever the command starts, like
+every path of the parameter files: 02's ``scores.json`` lands beside the executed notebooks and
+``run.json`` in ``<project root>/DIR/NAME/``. A bug's traceback goes to ``DIR/NAME/traceback.txt``.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
-from aiblib.cli.common import command
+from aiblib.cli.common import command, keep_traceback_in
 from aiblib.cli.notebook import add_notebook_arguments, notebook_path, parse_values, report_failure, step_label
+from aiblib.errors import ConfigError
 from aiblib.notebooks import NotebookFailed, completed, notebook_parameters, run_notebook, run_record
+from aiblib.paths import project_path
 
 STEPS = ("01-train", "02-evaluate-cross-domain")
 MARKER = "run.json"
@@ -26,7 +31,7 @@ def _parse_step(text: str | None) -> tuple[int, int] | None:
         return None
     first, _, total = text.partition("/")
     if not (first.isdigit() and total.isdigit()):
-        raise ValueError(f"--step {text!r}: expected K/N, e.g. 3/12")
+        raise ConfigError(f"--step {text!r}: expected K/N, e.g. 3/12")
     return int(first), int(total)
 
 
@@ -35,13 +40,15 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m aiblib run", description=__doc__.split("\n\n")[1])
     parser.add_argument("name", help="run name (checkpoints in runs/NAME, results in DIR/NAME)")
     add_notebook_arguments(parser)
-    parser.add_argument("--results", default="results", help="results folder (default: results)")
+    parser.add_argument("--results", default="results",
+                        help="results folder; a relative one is under the project root (default: results)")
     parser.add_argument("--step", help="K/N: 01-train is step K of N, 02 step K+1")
     parser.add_argument("--skip-done", action="store_true", help="skip the run when DIR/NAME/run.json matches")
     args = parser.parse_args(argv)
     step = _parse_step(args.step)
     given = {**parse_values(args.parameters), "name": args.name, "results_root": args.results}
-    out = Path(args.results) / args.name
+    out = project_path(args.results) / args.name  # where 02 writes scores.json: results_root is under the root
+    keep_traceback_in(out)
     record = run_record(params_file=args.parameters_file, given=given)
     if args.skip_done and completed(out / MARKER, record):
         print(f"{step_label(args.step)}{args.name}: already done with these parameters at this commit "

@@ -1,11 +1,15 @@
-"""``python -m aiblib train -f PARAMS [-p NAME VALUE ...]``: train a configuration (or under torchrun)."""
+"""``python -m aiblib train -f PARAMS [-p NAME VALUE ...]``: train a configuration (or under torchrun).
+
+Relative paths (``-f``, and those in the parameters) are under the project root, wherever the command starts.
+A bug's traceback goes to the run directory's ``traceback.txt``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-from aiblib.cli.common import add_config_arguments, command, config_from_args, fail
+from aiblib.cli.common import add_config_arguments, command, config_from_args, fail, keep_traceback_in
 from aiblib.config import Config
 from aiblib.training import loop as engine
 
@@ -23,6 +27,7 @@ def main(argv: list[str]) -> int:
         print(Config.describe())
         return 0
     cfg = config_from_args(args)
+    keep_traceback_in(cfg.resolved_run_dir())
     try:
         run_dir = engine.train(cfg)
     except engine.NonFiniteLossError as exc:

@@ -30,6 +30,7 @@ from typing import Any, Iterable
 import yaml
 
 from aiblib.data import CAMVID_ROOT
+from aiblib.errors import ConfigError, MissingFile
 from aiblib.model import ModelConfig
 from aiblib.paths import project_path
 
@@ -122,23 +123,23 @@ class Config(ModelConfig):
         for key in ("crop_size", "base_size", "slide_crop", "slide_stride", "synth_size"):
             value = getattr(self, key)
             if len(value) != 2 or min(value) <= 0:
-                raise ValueError(f"config key {key!r}: expected [height, width] of positive ints, got {value!r}")
+                raise ConfigError(f"config key {key!r}: expected [height, width] of positive ints, got {value!r}")
         if len(self.ratio_range) != 2 or not 0 < self.ratio_range[0] <= self.ratio_range[1]:
-            raise ValueError(f"config key 'ratio_range': expected [low, high] with 0 < low <= high, got {self.ratio_range!r}")
+            raise ConfigError(f"config key 'ratio_range': expected [low, high] with 0 < low <= high, got {self.ratio_range!r}")
         if not self.tta_scales or min(self.tta_scales) <= 0:
-            raise ValueError(f"config key 'tta_scales': expected a non-empty list of positive ratios, got {self.tta_scales!r}")
+            raise ConfigError(f"config key 'tta_scales': expected a non-empty list of positive ratios, got {self.tta_scales!r}")
         for key in ("iterations", "images_per_iteration", "log_interval"):
             if getattr(self, key) < 1:
-                raise ValueError(f"config key {key!r} must be >= 1, got {getattr(self, key)!r}")
+                raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(self, key)!r}")
         for key in ("num_workers", "val_interval", "checkpoint_interval", "threads", "export_count", "synth_train",
                     "synth_val"):
             if getattr(self, key) < 0:
-                raise ValueError(f"config key {key!r} must be >= 0, got {getattr(self, key)!r}")
+                raise ConfigError(f"config key {key!r} must be >= 0, got {getattr(self, key)!r}")
         for target in self.eval_targets:
             if target.count(":") != 1 or not all(target.split(":")):
-                raise ValueError(f"config key 'eval_targets': expected 'dataset:split' entries, got {target!r}")
+                raise ConfigError(f"config key 'eval_targets': expected 'dataset:split' entries, got {target!r}")
         if self.lr <= 0 or self.min_lr < 0:
-            raise ValueError(f"config keys 'lr' ({self.lr}) must be > 0 and 'min_lr' ({self.min_lr}) >= 0")
+            raise ConfigError(f"config keys 'lr' ({self.lr}) must be > 0 and 'min_lr' ({self.min_lr}) >= 0")
 
     # ------------------------------------------------------------------
     @classmethod
@@ -200,7 +201,7 @@ def images_per_process(cfg: Config, world_size: int) -> int:
     if total % world_size:
         fits = [str(n) for n in range(1, total + 1) if total % n == 0]
         choices = " or ".join([", ".join(fits[:-1]), fits[-1]] if len(fits) > 1 else fits)
-        raise ValueError(
+        raise ConfigError(
             f"images_per_iteration {total} does not split evenly over {world_size} processes: run on "
             f"{choices} processes (GPUs), or set images_per_iteration to a multiple of {world_size} "
             "(a different number of images per iteration is a different experiment)")
@@ -214,7 +215,7 @@ def check_resumable(saved: dict[str, Any], cfg: Config, source: str | Path) -> N
     changed = [k for k, v in saved.items() if k not in RUNTIME_KEYS and k in current and current[k] != v]
     if changed:
         details = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in changed)
-        raise ValueError(
+        raise ConfigError(
             f"cannot resume {source}: these keys differ from the run's saved configuration: {details}. "
             "Use another name (or run_dir) for a different experiment."
         )
@@ -238,13 +239,13 @@ def load_config(
     if path is not None:
         path = project_path(path)  # a relative path is under the project root, wherever the process starts
         if not path.is_file():
-            raise FileNotFoundError(f"parameter file not found: {path.resolve()}")
+            raise MissingFile(f"parameter file not found: {path.resolve()}")
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ValueError(f"{path.resolve()}: not valid YAML ({_yaml_problem(exc)})") from None
+            raise ConfigError(f"{path.resolve()}: not valid YAML ({_yaml_problem(exc)})") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of parameters at the top level, got {type(data).__name__}")
+            raise ConfigError(f"{path}: expected a mapping of parameters at the top level, got {type(data).__name__}")
         file_values = _coerce_all({k: v for k, v in data.items() if k not in ignore}, source=str(path))
         merged.update(file_values)
     if overrides:
@@ -263,20 +264,20 @@ def parse_overrides(items: list[str] | list[tuple[str, str]]) -> dict[str, Any]:
     for item in items:
         if isinstance(item, str):
             if "=" not in item:
-                raise ValueError(f"override {item!r}: expected name=value")
+                raise ConfigError(f"override {item!r}: expected name=value")
             key, text = item.split("=", 1)
         else:
             key, text = item
         key = key.strip()
         if key not in hints:
-            raise ValueError(_unknown(key, "command-line override"))
+            raise ConfigError(_unknown(key, "command-line override"))
         if hints[key] is str:
             value: Any = text  # a string key keeps its raw text (papermill would turn '123' into an int)
         else:
             try:
                 value = yaml.safe_load(text)
             except yaml.YAMLError as exc:
-                raise ValueError(f"override {key}={text!r}: not a YAML value ({exc})") from None
+                raise ConfigError(f"override {key}={text!r}: not a YAML value ({exc})") from None
         out[key] = _coerce(key, value, hints[key], source="command-line override")
     return out
 
@@ -287,7 +288,7 @@ def _coerce_all(d: dict[str, Any], *, source: str) -> dict[str, Any]:
     out = {}
     for key, value in d.items():
         if key not in hints:
-            raise ValueError(_unknown(key, source))
+            raise ConfigError(_unknown(key, source))
         out[key] = _coerce(key, value, hints[key], source=source)
     return out
 
@@ -325,11 +326,11 @@ def _coerce(key: str, value: Any, tp: Any, *, source: str) -> Any:
                 return _coerce(key, value, option, source=source)
             except ValueError:
                 pass
-        raise ValueError(f"{source}: config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+        raise ConfigError(f"{source}: config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{source}: config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+            raise ConfigError(f"{source}: config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
         return [_coerce(f"{key}[{i}]", v, item_tp, source=source) for i, v in enumerate(value)]
     if tp is bool:
         if isinstance(value, bool):
@@ -353,12 +354,12 @@ def _coerce(key: str, value: Any, tp: Any, *, source: str) -> Any:
             return value
     else:  # pragma: no cover - only the types above are used
         raise TypeError(f"unsupported config type {tp!r} for {key!r}")
-    raise ValueError(f"{source}: config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    raise ConfigError(f"{source}: config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
 
 
 def _check_choice(key: str, value: Any, choices: tuple) -> None:
     if not any(type(value) is type(c) and value == c for c in choices):
-        raise ValueError(f"config key {key!r} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        raise ConfigError(f"config key {key!r} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
 def _type_name(tp: Any) -> str:

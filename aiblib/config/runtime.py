@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from aiblib.errors import ConfigError
+
 __all__ = [
     "raise_on_every_rank", "Process", "process_group", "barrier", "native_bf16", "resolve_precision", "environment", "compiled", "torch_settings", "rng_state", "set_rng_state",
     "seed_everything", "memory_mb", "sync", "broadcast_buffers", "state_digest",
@@ -59,7 +61,7 @@ def _current_process(device: str) -> Process:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("config key 'device' is 'cuda' but torch sees no CUDA device")
+        raise ConfigError("config key 'device' is 'cuda' but torch sees no CUDA device")
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda:
         torch.cuda.set_device(local_rank)

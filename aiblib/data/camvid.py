@@ -34,6 +34,7 @@ from aiblib.data.facts import (
     DataError,
 )
 from aiblib.data.files import accept_pairs, decode_label, find_pairs
+from aiblib.errors import ConfigError
 
 # CamVid value -> trainId (256 entries, uint8): each class's first trainId, void -> IGNORE_INDEX.
 _TO_TRAIN_ID = torch.full((256,), IGNORE_INDEX, dtype=torch.uint8)
@@ -92,7 +93,7 @@ def camvid_files(root: str | Path, split: str, *, on_error: str = "raise") -> li
     (or warn with ``on_error="skip"``), as for every dataset.
     """
     if split not in CAMVID_SPLITS:
-        raise ValueError(f"unknown CamVid split {split!r}; choose one of {tuple(CAMVID_SPLITS)}")
+        raise ConfigError(f"unknown CamVid split {split!r}; choose one of {tuple(CAMVID_SPLITS)}")
     chosen = CAMVID_SPLITS[split]
     root = check_camvid_root(root, chosen.folders)
     pairs: list[tuple[Path, Path]] = []

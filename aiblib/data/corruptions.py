@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from aiblib.errors import ConfigError
+
 with warnings.catch_warnings():  # imagecorruptions 1.1.2 imports two deprecated APIs (pkg_resources, scipy's namespace)
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     warnings.filterwarnings("ignore", message=".*scipy.ndimage.interpolation", category=DeprecationWarning)
@@ -49,16 +51,16 @@ SEVERITIES = (1, 2, 3, 4, 5)
 def check_corruptions(corruptions: Sequence[str], severities: Sequence[int]) -> None:
     """Raise ValueError (one line) for an unknown or broken corruption, or a severity outside 0-5."""
     if not corruptions:
-        raise ValueError(f"no corruption given; choose from: {', '.join(CORRUPTIONS)}")
+        raise ConfigError(f"no corruption given; choose from: {', '.join(CORRUPTIONS)}")
     for name in corruptions:
         if name in BROKEN:
-            raise ValueError(f"corruption {name!r} does not run with the pinned libraries (imagecorruptions 1.1.2 "
+            raise ConfigError(f"corruption {name!r} does not run with the pinned libraries (imagecorruptions 1.1.2 "
                              f"{BROKEN[name]}); choose from: {', '.join(CORRUPTIONS)}")
         if name not in CORRUPTIONS:
-            raise ValueError(f"unknown corruption {name!r}; choose from: {', '.join(CORRUPTIONS)}")
+            raise ConfigError(f"unknown corruption {name!r}; choose from: {', '.join(CORRUPTIONS)}")
     bad = [s for s in severities if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= 5]
     if bad or not severities:
-        raise ValueError(f"severities must be integers from 0 (clean) to 5, got {list(severities)!r}")
+        raise ConfigError(f"severities must be integers from 0 (clean) to 5, got {list(severities)!r}")
 
 
 def _seed(seed: int, index: int, corruption: str, severity: int) -> int:

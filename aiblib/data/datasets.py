@@ -37,6 +37,7 @@ from torch.utils.data import Dataset
 from aiblib.data.camvid import camvid_files, read_camvid_label
 from aiblib.data.facts import CAMVID_ROOT, CAMVID_SPLITS, DATASETS, SPLITS, DataError
 from aiblib.data.files import check_label, check_pair_size, check_root, decode_image, decode_label, list_files
+from aiblib.errors import ConfigError
 from aiblib.paths import project_path
 
 
@@ -175,11 +176,11 @@ def build_dataset(
     """
     root = project_path(root)
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     splits = tuple(CAMVID_SPLITS) if name == "camvid" else SPLITS
     if split not in splits:
         only = f" ({split!r} is a split of camvid only)" if split in CAMVID_SPLITS else ""
-        raise ValueError(f"unknown split {split!r} of dataset {name!r}; choose one of {splits}{only}")
+        raise ConfigError(f"unknown split {split!r} of dataset {name!r}; choose one of {splits}{only}")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if name == "camvid":

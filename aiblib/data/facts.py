@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from aiblib.errors import UserError
+
 CLASSES: tuple[str, ...] = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
     "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck",
@@ -36,7 +38,7 @@ VALID_LABEL_VALUES[:NUM_CLASSES] = True
 VALID_LABEL_VALUES[IGNORE_INDEX] = True
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A problem with a dataset file or folder; the message names the path."""
 
 

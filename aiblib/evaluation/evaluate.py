@@ -72,7 +72,7 @@ from aiblib.data import (
     test_transform,
     worker_init,
 )
-from aiblib.errors import WorkerFailed
+from aiblib.errors import MissingFile, WorkerFailed
 from aiblib.evaluation.inference import image_maps, noise_generator, predict_logits, predict_probs, prediction
 from aiblib.evaluation.metrics import all_reduce_confusion, confusion_matrix, format_table, split_metrics
 from aiblib.paths import project_path
@@ -331,7 +331,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path | None = None, *, da
     checkpoint = checkpoint or cfg.checkpoint
     path = project_path(checkpoint) if checkpoint else last_checkpoint(cfg.resolved_run_dir())
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise MissingFile(f"checkpoint not found: {path}")
     out = project_path(out_dir) if out_dir else cfg.resolved_run_dir() / "eval" / f"{dataset}-{split}"
     with process_group(cfg.device) as proc, torch_settings(threads=cfg.threads):
         identity = describe_checkpoint(path)

@@ -38,6 +38,7 @@ from torch.utils.data import Subset
 from aiblib.config import Config, process_group, resolve_precision, torch_settings
 from aiblib.data import build_dataset, test_transform
 from aiblib.data.corruptions import CorruptedDataset, check_corruptions
+from aiblib.errors import ConfigError, MissingFile
 from aiblib.evaluation.calibration import (
     expected_calibration_error,
     misclassification_auroc,
@@ -77,7 +78,7 @@ def load_runs(cfg: Config, names: dict[str, str]) -> Runs:
     for method, name in names.items():
         path = last_checkpoint(project_path(cfg.runs_root) / name)
         if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint for the {method} run {name!r}: {path} does not exist; train it "
+            raise MissingFile(f"no checkpoint for the {method} run {name!r}: {path} does not exist; train it "
                                     f"first (`make run NAME={name}`, or make reproduce)")
         models[method] = load_model(path, test_samples=cfg.test_samples, mean_mask=cfg.mean_mask).to(device).eval()
     return Runs(cfg=cfg, models=models, device=device, use_bf16=use_bf16)
@@ -87,14 +88,14 @@ def split_target(target: str) -> tuple[str, str]:
     """``"dataset:split"`` -> ``(dataset, split)``; ValueError (one line) otherwise."""
     dataset, sep, split = target.partition(":")
     if not sep or not dataset or not split or ":" in split:
-        raise ValueError(f"expected 'dataset:split' (e.g. 'cityscapes:val'), got {target!r}")
+        raise ConfigError(f"expected 'dataset:split' (e.g. 'cityscapes:val'), got {target!r}")
     return dataset, split
 
 
 def first_images(total: int, max_images: int) -> list[int]:
     """Indices of the images scored: the first ``max_images`` of ``total`` (all when ``max_images`` <= 0)."""
     if max_images < 0:
-        raise ValueError(f"max_images must be >= 0 (0: every image), got {max_images}")
+        raise ConfigError(f"max_images must be >= 0 (0: every image), got {max_images}")
     return list(range(total if max_images == 0 else min(total, max_images)))
 
 
@@ -199,7 +200,7 @@ def merge_rows(path: str | Path, rows: pd.DataFrame, *, protocol: str) -> pd.Dat
     if path.is_file():
         old = pd.read_csv(path, dtype={"protocol": str})
         if list(old.columns) != list(rows.columns):
-            raise ValueError(f"{path} has the columns {list(old.columns)}, not {list(rows.columns)}: move it away")
+            raise ConfigError(f"{path} has the columns {list(old.columns)}, not {list(rows.columns)}: move it away")
         old = old[old["protocol"] != protocol]
         if len(old):
             table = pd.concat([old, rows], ignore_index=True)

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from aiblib.errors import ConfigError
+
 from aiblib.model.attention import AIBAttention, modulate
 from aiblib.model.backbone import ARCH, STRIDES, ResNetV1c
 from aiblib.model.heads import DeepLabV3PlusHead, FCNHead
@@ -42,7 +44,7 @@ def multisample_strategy(strategy: str, device: torch.device, positions: int = L
     """
     if training and samples > 1:
         if strategy == "batched":
-            raise ValueError(f"multisample 'batched' cannot train with {samples} samples per image: it takes "
+            raise ConfigError(f"multisample 'batched' cannot train with {samples} samples per image: it takes "
                              "BatchNorm statistics over every sample's rows together (a different model from "
                              "the reference's per-sample statistics); use auto, looped or reference")
         return "looped" if strategy == "auto" else strategy
@@ -94,7 +96,7 @@ class ModelConfig:
                 value = float(value)
                 setattr(self, f.name, value)
             if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                raise ValueError(f"model key {f.name!r} must be {expected.__name__}, got {value!r}")
+                raise ConfigError(f"model key {f.name!r} must be {expected.__name__}, got {value!r}")
         checks = {
             "depth": (self.depth in ARCH, f"one of {sorted(ARCH)}"),
             "output_stride": (self.output_stride in STRIDES, f"one of {sorted(STRIDES)}"),
@@ -110,7 +112,7 @@ class ModelConfig:
         }
         for key, (ok, expected) in checks.items():
             if not ok:
-                raise ValueError(f"model key {key!r} has an invalid value {getattr(self, key)!r}; expected {expected}")
+                raise ConfigError(f"model key {key!r} has an invalid value {getattr(self, key)!r}; expected {expected}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
@@ -118,7 +120,7 @@ class ModelConfig:
         names = {f.name for f in dataclasses.fields(ModelConfig)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"unknown ModelConfig key(s): {', '.join(unknown)}")
+            raise ConfigError(f"unknown ModelConfig key(s): {', '.join(unknown)}")
         return ModelConfig(**d)
 
     def to_dict(self) -> dict[str, Any]:

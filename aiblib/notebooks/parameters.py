@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from aiblib.config import CONFIG_KEYS, Config, load_config
+from aiblib.errors import ConfigError, MissingFile
 from aiblib.paths import project_path
 
 __all__ = ["given_parameters", "run_directory", "notebook_config"]
@@ -52,10 +53,10 @@ def notebook_config(namespace: dict[str, Any], *, run: str | None = None) -> Con
     elif run is not None:
         base = run_directory(namespace, run) / "config.yaml"
         if not base.is_file():
-            raise FileNotFoundError(
+            raise MissingFile(
                 f"no saved configuration for run {run!r}: {base} does not exist. Train it first "
                 f"(01-train, or `make run NAME={run}`), or pass a parameter file (-p params_file params/....yaml)"
             )
     else:
-        raise ValueError("params_file is not set: name the parameter file of this notebook's configuration")
+        raise ConfigError("params_file is not set: name the parameter file of this notebook's configuration")
     return load_config(base, given_parameters(namespace))

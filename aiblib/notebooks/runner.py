@@ -33,7 +33,7 @@ from jupyter_client.manager import KernelManager
 from papermill.exceptions import PapermillExecutionError
 
 from aiblib.config import CONFIG_KEYS
-from aiblib.errors import UserError, WorkerFailed
+from aiblib.errors import ConfigError, MissingFile, UserError, WorkerFailed
 from aiblib.paths import project_path, project_root
 
 __all__ = ["NotebookFailed", "declared_parameters", "notebook_parameters", "run_notebook", "run_record", "completed",
@@ -41,12 +41,12 @@ __all__ = ["NotebookFailed", "declared_parameters", "notebook_parameters", "run_
 
 KERNEL_NAME = "aiblib"  # the kernel `make setup` installs into .venv
 NOTEBOOKS = project_path("notebooks")
-# exceptions raised in a notebook that need only their line: a user's input was wrong (exit status 2), a data-loader
-# worker died (1)
+# exceptions raised in a notebook that need only their line: a user's input was wrong (aiblib.errors.UserError and its
+# kinds: exit status 2), a data-loader worker died (1), a training stopped. Any other exception (a ValueError from a
+# library included) is a bug: its traceback is printed as well.
 USER_ERROR_NAMES = frozenset({
-    "UserError", "StorageError", "RunLockedError", "ValueError", "DataError", "FileNotFoundError", "FileExistsError",
-    "IsADirectoryError", "NotADirectoryError", "PermissionError", "YAMLError", "NonFiniteLossError", "Interrupted",
-    "KeyboardInterrupt", "WorkerFailed",
+    "UserError", "ConfigError", "MissingFile", "AlreadyExists", "StorageError", "RunLockedError", "DataError",
+    "CheckpointError", "NonFiniteLossError", "Interrupted", "KeyboardInterrupt", "WorkerFailed",
 })
 
 
@@ -117,10 +117,21 @@ def notebook_parameters(notebook: Path, *, params_file: str | Path | None, given
     if params_file is not None and reads_file:
         params["params_file"] = str(params_file)
     elif params_file is not None and "params_file" not in declared:
-        values = yaml.safe_load(Path(params_file).read_text()) or {}
+        try:
+            values = yaml.safe_load(_parameter_file(params_file).read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{project_path(params_file)}: not valid YAML ({' '.join(str(exc).split())})") from None
         params.update({k: v for k, v in values.items() if k in declared})
     params.update({k: v for k, v in given.items() if k in declared or (reads_file and k in CONFIG_KEYS)})
     return params
+
+
+def _parameter_file(params_file: str | Path) -> Path:
+    """The parameter file, a relative path under the project root; MissingFile when it is not there."""
+    path = project_path(params_file)
+    if not path.is_file():
+        raise MissingFile(f"parameter file not found: {path}")
+    return path
 
 
 def run_notebook(notebook: Path, output: Path, *, parameters: dict[str, Any], cwd: Path | None = None,
@@ -175,7 +186,7 @@ def _commit(root: Path) -> str | None:
 
 def run_record(*, params_file: str | Path | None, given: dict[str, Any]) -> dict[str, Any]:
     """What identifies a run's inputs: the parameter file's content, the ``-p`` values and the commit."""
-    text = Path(params_file).read_bytes() if params_file is not None else b""
+    text = _parameter_file(params_file).read_bytes() if params_file is not None else b""
     return {"params_file": str(params_file) if params_file is not None else None,
             "params_sha256": hashlib.sha256(text).hexdigest(), "parameters": given,
             "commit": _commit(project_root())}

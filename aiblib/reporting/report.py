@@ -23,6 +23,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from aiblib.errors import MissingFile
+
 __all__ = ["write_scores", "per_class_table", "collect", "summarize", "plot_beta", "markdown", "markdown_table",
            "plot_corruptions", "plot_reliability", "robustness_tables"]
 
@@ -86,7 +88,7 @@ def collect(results_root: str | Path, *, keys: tuple[str, ...] = ()) -> pd.DataF
             row[target] = m["mIoU"]
         rows.append(row)
     if not rows:
-        raise FileNotFoundError(f"no */scores.json under {Path(results_root).resolve()}: run 02-evaluate-cross-domain first")
+        raise MissingFile(f"no */scores.json under {Path(results_root).resolve()}: run 02-evaluate-cross-domain first")
     return pd.DataFrame(rows)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aiblib.errors import UserError
+from aiblib.errors import ConfigError, MissingFile, UserError
 from aiblib.model import AIBRSegmentor, ModelConfig, build_model
 from aiblib.paths import project_path
 from aiblib.storage.atomic import atomic_copy, atomic_write, ensure_free_space, verify_zip
@@ -145,7 +145,7 @@ def safe_load(path: str | os.PathLike, *, map_location: str | torch.device = "cp
     """
     path = project_path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise MissingFile(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=False, pickle_module=_safe_pickle_module())
     except Exception as e:  # noqa: BLE001 - name the file
@@ -263,14 +263,14 @@ def _state_dict_of(obj: Any) -> dict[str, torch.Tensor]:
         sd = {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
         if sd:
             return sd
-    raise ValueError("no state dict of tensors found (looked at 'state_dict', 'model' and the top level)")
+    raise ConfigError("no state dict of tensors found (looked at 'state_dict', 'model' and the top level)")
 
 
 def infer_mmseg_config(sd: dict[str, torch.Tensor]) -> ModelConfig:
     """Depth, attention, classes and head widths from an MMSeg AIBR / DeepLabV3+ state dict."""
     def need(key: str) -> torch.Tensor:
         if key not in sd:
-            raise ValueError(f"not an MMSegmentation DeepLabV3+ state dict: missing {key!r}")
+            raise ConfigError(f"not an MMSegmentation DeepLabV3+ state dict: missing {key!r}")
         return sd[key]
 
     need("backbone.stem.0.weight")
@@ -278,7 +278,7 @@ def infer_mmseg_config(sd: dict[str, torch.Tensor]) -> ModelConfig:
     n3 = len({int(m.group(1)) for k in sd if (m := re.match(r"backbone\.layer3\.(\d+)\.", k))})
     depth = {(False, 2): 18, (True, 6): 50, (True, 23): 101}.get((bottleneck, n3))
     if depth is None:
-        raise ValueError(f"unsupported ResNet: {'Bottleneck' if bottleneck else 'BasicBlock'} with {n3} blocks in stage 3")
+        raise ConfigError(f"unsupported ResNet: {'Bottleneck' if bottleneck else 'BasicBlock'} with {n3} blocks in stage 3")
     aux = sd.get("auxiliary_head.convs.0.conv.weight")
     return ModelConfig(
         depth=depth,
@@ -334,15 +334,15 @@ def load_model(path: str | os.PathLike, **overrides: Any) -> AIBRSegmentor:
         try:
             sd, inferred, report = convert_mmseg_state_dict(_state_dict_of(obj))
         except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise ConfigError(f"{path}: {exc}") from None
         if report["missing"] or report["unmapped"]:
-            raise ValueError(f"{path}: MMSeg checkpoint does not match the inferred model {inferred}: "
+            raise ConfigError(f"{path}: MMSeg checkpoint does not match the inferred model {inferred}: "
                              f"missing {report['missing']}, unmapped {report['unmapped']}")
         cfg = inferred.replace(**{**overrides, "pretrained": ""})
     model = build_model(cfg)
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path}: state dict does not match the model: missing {list(missing)}, unexpected {list(unexpected)}")
+        raise ConfigError(f"{path}: state dict does not match the model: missing {list(missing)}, unexpected {list(unexpected)}")
     return model.eval()
 
 
@@ -368,7 +368,7 @@ def init_pretrained(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]
         else:
             load[key] = value
     if not load:
-        raise ValueError(f"{path}: no key matches the ResNet-V1c backbone (is it a ResNet of depth {backbone.depth}?)")
+        raise ConfigError(f"{path}: no key matches the ResNet-V1c backbone (is it a ResNet of depth {backbone.depth}?)")
     backbone.load_state_dict(load, strict=False)
     return {"path": str(path), "format": fmt, "loaded": sorted(load), "unused": unused,
             "missing": sorted(set(own) - set(load))}

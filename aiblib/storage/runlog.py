@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aiblib.errors import MissingFile
+
 from aiblib.storage.atomic import reporting, write_text_atomic
 
 __all__ = ["RunLog", "read_log", "training_environment", "json_safe", "LOG_NAME", "ENVIRONMENT_KEYS"]
@@ -98,7 +100,7 @@ def read_log(run_dir: str | Path, kind: str = "train") -> pd.DataFrame:
     """
     path = Path(run_dir) / LOG_NAME
     if not path.exists():
-        raise FileNotFoundError(f"no training log at {path.resolve()}")
+        raise MissingFile(f"no training log at {path.resolve()}")
     records = [record for _, record in _records(path) if record.get("kind") == kind]
     if kind == "val":
         for record in records:

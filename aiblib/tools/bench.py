@@ -38,6 +38,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from aiblib.config import memory_mb, sync
+from aiblib.errors import ConfigError
 from aiblib.model import ModelConfig, build_model, multisample_strategy
 from aiblib.reporting import markdown_table
 from aiblib.training import segmentation_loss
@@ -179,7 +180,7 @@ def build_variants(model: nn.Module, modes: list[str], device: torch.device) -> 
     shared, variants, last = sgd(model), [], None
     for mode in modes:
         if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+            raise ConfigError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         strategy = mode if mode in ("reference", "looped", "batched") else "auto"
         target, module, optimizer, fmt = model, model, shared, torch.contiguous_format
         if mode == "channels_last":

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from aiblib.data import CAMVID_SPLITS, FOLDERS, SPLITS, CamVidDataset, DataError, SegmentationDataset, find_pairs
+from aiblib.errors import MissingFile
 from aiblib.paths import project_path
 
 __all__ = ["check_images"]
@@ -58,7 +59,7 @@ def check_images(root: str | Path, *, camvid: bool = False, datasets: list[str] 
     processes (0: one per CPU); see the module docstring for the summary and its problems."""
     root = project_path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"no folder {root} to check")
+        raise MissingFile(f"no folder {root} to check")
     rows, problems, todo = [], [], []
     for dataset, split in _splits(root, camvid=camvid, datasets=datasets):
         try:

@@ -50,6 +50,7 @@ from aiblib.data import (
     image_size,
     require_pairs,
 )
+from aiblib.errors import ConfigError
 
 SUMMARY = "aiblib_summary.csv"
 PROBLEMS = "aiblib_problems.txt"
@@ -228,7 +229,7 @@ def prepare(root: str | Path, *, datasets: list[str] | None = None, splits: tupl
         datasets = _datasets_found(root)
     for d in datasets:
         if d not in FOLDERS:
-            raise ValueError(f"unknown dataset {d!r}; choose from {tuple(FOLDERS)}")
+            raise ConfigError(f"unknown dataset {d!r}; choose from {tuple(FOLDERS)}")
     say = print if verbose else (lambda *a, **k: None)
     train_ids = None
     if "cityscapes" in datasets:

@@ -35,6 +35,7 @@ from torch.profiler import ProfilerActivity, profile
 from aiblib.config import Config, Process, resolve_precision, sync, torch_settings
 from aiblib.data import build_dataset, train_transform
 from aiblib.data.synth import generate
+from aiblib.errors import ConfigError
 from aiblib.evaluation import forward
 from aiblib.model import build_model
 from aiblib.reporting import markdown_table
@@ -75,7 +76,7 @@ class ProfilePlan:
     def __post_init__(self) -> None:
         unknown = [v for v in self.variants if v not in VARIANTS] + [a for a in self.augment if a not in ("cpu", "device")]
         if unknown:
-            raise ValueError(f"unknown variant or augmentation place {unknown}; variants: {', '.join(VARIANTS)}; "
+            raise ConfigError(f"unknown variant or augmentation place {unknown}; variants: {', '.join(VARIANTS)}; "
                              "augmentation: cpu, device")
 
 

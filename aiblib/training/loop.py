@@ -72,7 +72,7 @@ from aiblib.config import (
     torch_settings,
 )
 from aiblib.data import Batches, DataError, build_dataset, train_transform
-from aiblib.errors import Interrupted, WorkerFailed
+from aiblib.errors import ConfigError, Interrupted, WorkerFailed
 from aiblib.evaluation import forward, score_dataset, test_pipeline
 from aiblib.storage import LOG_NAME, RunLog, checkpoint_dir, last_checkpoint, model_checkpoint, save_training_checkpoint
 from aiblib.training.losses import segmentation_loss
@@ -195,7 +195,7 @@ def _set_up(cfg: Config, proc: Process, run_dir: Path, checkpoint: dict | None, 
         model.load_state_dict(checkpoint["model"])
     model, bn_kind = place_model(model, cfg, proc, channels_last)
     if per_process < 2 and bn_kind == "BatchNorm":  # the image-pooling BatchNorm sees one value per channel
-        raise ValueError(f"images_per_iteration {cfg.images_per_iteration} over {proc.world_size} processes is 1 image "
+        raise ConfigError(f"images_per_iteration {cfg.images_per_iteration} over {proc.world_size} processes is 1 image "
                          "per process, which plain BatchNorm cannot train on: give each process 2 or more")
     optimizer = make_optimizer(model, cfg)
     if checkpoint is not None:

@@ -19,7 +19,7 @@ from typing import Iterator
 import torch.distributed as dist
 
 from aiblib.config import Config, Process, barrier, check_resumable, set_rng_state
-from aiblib.errors import RunLockedError, UserError
+from aiblib.errors import AlreadyExists, ConfigError, RunLockedError, UserError
 from aiblib.storage import (
     LOG_NAME,
     RunLock,
@@ -110,7 +110,7 @@ def resume_point(cfg: Config, run_dir: Path, proc: Process) -> dict | None:
     if not files:
         return None
     if not cfg.resume:
-        raise FileExistsError(
+        raise AlreadyExists(
             f"{run_dir} already holds checkpoints and resume is false; choose another name/run_dir, "
             "delete the folder, or set resume true to continue"
         )
@@ -125,7 +125,7 @@ def resume_point(cfg: Config, run_dir: Path, proc: Process) -> dict | None:
                   file=sys.stderr, flush=True)
     check_resumable(state["config"], cfg, path)
     if state["iteration"] > cfg.iterations:
-        raise ValueError(f"{path} is at iteration {state['iteration']} > iterations={cfg.iterations}")
+        raise ConfigError(f"{path} is at iteration {state['iteration']} > iterations={cfg.iterations}")
     last = last_checkpoint(run_dir)
     if proc.is_main and path != last:  # evaluation reads last.pth
         atomic_copy(path, last, note=f"; {path} is whole: run the same command again to resume from it")

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from aiblib.config import Config, Process
 from aiblib.data import Batches, Guarded, GuardedCollate, apply_batch, collate_drawn, worker_init
+from aiblib.errors import MissingFile
 from aiblib.model import build_model
 from aiblib.paths import project_path
 from aiblib.storage import RunLog, init_pretrained
@@ -26,7 +27,7 @@ def fresh_model(cfg: Config, log: RunLog, *, resuming: bool) -> nn.Module:
     if model_cfg.pretrained and not resuming:  # a resumed run's weights are in its checkpoint
         path = project_path(model_cfg.pretrained)
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingFile(
                 f"config key 'pretrained': no backbone file at {path.resolve()} (weights are never downloaded; "
                 "give a local torchvision or MMSegmentation resnet*_v1c file, or '' to train from scratch)"
             )

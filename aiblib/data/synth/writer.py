@@ -13,6 +13,7 @@ from aiblib.data.facts import CITYSCAPES_LABEL_IDS, CITYSCAPES_POLYGONS, DIRS, F
 from aiblib.data.synth.render import ID_TO_COLOR, ID_TO_TRAIN, render
 from aiblib.data.synth.street import make_scene
 from aiblib.data.synth.style import STYLES
+from aiblib.errors import ConfigError
 
 DOMAINS: tuple[str, ...] = tuple(FOLDERS)  # cityscapes, bdd100k, nightcity
 SPLITS = ("train", "val")  # the splits a synthetic set has
@@ -95,12 +96,12 @@ def _check_request(*, n_train: int, n_val: int, size: tuple[int, int], domains: 
     """ValueError for a size, domain or count :func:`generate` cannot make."""
     h, w = size
     if h < 16 or w < 16:
-        raise ValueError(f"size {size} (h, w) is too small; use at least 16x16")
+        raise ConfigError(f"size {size} (h, w) is too small; use at least 16x16")
     for d in domains:
         if d not in DOMAINS:
-            raise ValueError(f"unknown domain {d!r}; choose from {DOMAINS}")
+            raise ConfigError(f"unknown domain {d!r}; choose from {DOMAINS}")
     if n_train < 0 or n_val < 0:
-        raise ValueError("n_train and n_val must be >= 0")
+        raise ConfigError("n_train and n_val must be >= 0")
 
 
 def _check_target(root: Path, manifest: dict, domains: tuple[str, ...]) -> None:
@@ -109,12 +110,12 @@ def _check_target(root: Path, manifest: dict, domains: tuple[str, ...]) -> None:
     if mpath.exists():
         old = json.loads(mpath.read_text())
         if old != manifest:
-            raise ValueError(
+            raise ConfigError(
                 f"{root} already holds a synthetic set made with {old}; asked for {manifest}. "
                 f"Use another --root or delete {root} first"
             )
     elif any((root / FOLDERS[d]).exists() for d in domains):
-        raise ValueError(f"{root} already holds dataset folders without {mpath}; use an empty --root")
+        raise ConfigError(f"{root} already holds dataset folders without {mpath}; use an empty --root")
 
 
 def generate(
