@@ -34,7 +34,7 @@ RUN ?= dg-r50
 GPUS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast reproduce data run sweep seeds camvid camvid-data report robustness paper gpu-check gpu-profile lab test-browser clean
+.PHONY: help setup test test-fast reproduce data run sweep seeds camvid camvid-data report robustness paper gpu-check gpu-profile lab test-browser clean clean-runs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -96,11 +96,12 @@ reproduce: $(STAMP) ## the embedded default, end to end: 00 -> 01 -> 02 -> 03 ->
 	$(MAKE) --no-print-directory report STEP=12/12 && \
 	echo "make reproduce: done in $$(( $$(date +%s) - start )) s"
 
-# The β × seed grid: per seed the baseline and one AIBR run per β, then 04-report (mean ± std over seeds).
+# The β × seed grid: the data step (its executed 00 into SWEEP_RESULTS, so results/00-prepare-data.ipynb of make
+# reproduce stays as it is), per seed the baseline and one AIBR run per β, then 04-report (mean ± std over seeds).
 # A run already done with the same parameters at the same commit is skipped, so a rerun continues.
 sweep: $(STAMP) ## β × seed sweep into results/sweep-PROTOCOL/: make sweep [PARAMS=...] BETAS="0 1e-4 1e-3 1e-2" SEEDS="0 1 2"
 	@start=$$(date +%s); total=$$(( $(words $(SEEDS)) * ($(words $(BETAS)) + 1) * 2 + 2 )); k=2; \
-	$(MAKE) --no-print-directory $(SWEEP_DATA) STEP=1/$$total || exit $$?; \
+	$(MAKE) --no-print-directory $(SWEEP_DATA) RESULTS=$(SWEEP_RESULTS) STEP=1/$$total || exit $$?; \
 	for s in $(SEEDS); do \
 	  $(MAKE) --no-print-directory run RESULTS=$(SWEEP_RESULTS) NAME=$(PROTOCOL)-baseline-s$$s SKIP_DONE=1 STEP=$$k/$$total \
 	    EXTRA="-p attention False -p seed $$s -p runs_root $(SWEEP_RUNS) $(SWEEP_EXTRA)" || exit $$?; k=$$((k + 2)); \
@@ -170,6 +171,13 @@ test-browser: $(STAMP) ## JupyterLab + headless Chromium: run notebook 03 and dr
 	@test -x "$(CHROMIUM)" || { echo "error: make test-browser needs Chromium at $(CHROMIUM): install Debian's package (apt-get install chromium, as root) or pass CHROMIUM=/path/to/chromium" >&2; exit 2; }
 	AIBR_BROWSER_TEST=1 CHROMIUM="$(CHROMIUM)" $(PY) -m pytest tests/browser -p no:cacheprovider -s
 
-clean: ## remove runs/, the synthetic data and caches (keeps results/ and .venv)
-	rm -rf runs data/synthetic .pytest_cache
+# make clean removes only what is cheap to rebuild; trained runs go with make clean-runs, which names them first.
+clean: ## remove the generated synthetic data (data/synthetic, data/smoke) and caches; keeps runs/, results/, .venv
+	rm -rf data/synthetic data/smoke .pytest_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +
+
+clean-runs: ## delete runs/ (every trained checkpoint and training log), after listing its folders and their size
+	@if [ ! -d runs ]; then echo "make clean-runs: there is no runs/; nothing to delete"; exit 0; fi; \
+	echo "make clean-runs: deleting runs/ ($$(du -sh runs | cut -f1)), the checkpoints and logs of:"; \
+	du -sh runs/* 2>/dev/null | sed 's/^/  /'; \
+	rm -rf runs && echo "make clean-runs: deleted runs/"

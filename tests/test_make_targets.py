@@ -1,0 +1,70 @@
+"""Makefile targets checked without running anything long: make clean keeps the trained runs (make clean-runs
+deletes them, after naming them), and a sweep's data step leaves make reproduce's results/00-prepare-data.ipynb
+alone (make -n: the commands make would run)."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+
+import pytest
+from conftest import REPO
+
+
+def _make(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
+    done = subprocess.run(["make", "--no-print-directory", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A folder with the Makefile, a trained run, real and synthetic data, results and caches."""
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    files = ["runs/dg-aib/checkpoints/last.pth", "runs/sweep-dg/dg-baseline-s0/checkpoints/last.pth",
+             "data/synthetic/cityscapes/x.png", "data/smoke/cityscapes/x.png", "data/cityscapes/leftImg8bit/x.png",
+             "results/dg-aib/scores.json", ".pytest_cache/v", "aiblib/__pycache__/paths.cpython-311.pyc"]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"\0" * 4096)
+    return tmp_path
+
+
+def test_make_clean_keeps_the_trained_runs_and_removes_what_is_cheap_to_rebuild(project):
+    _make("clean", cwd=project)
+    for kept in ("runs/dg-aib/checkpoints/last.pth", "runs/sweep-dg/dg-baseline-s0/checkpoints/last.pth",
+                 "data/cityscapes/leftImg8bit/x.png", "results/dg-aib/scores.json"):
+        assert (project / kept).is_file(), kept
+    for removed in ("data/synthetic", "data/smoke", ".pytest_cache", "aiblib/__pycache__"):
+        assert not (project / removed).exists(), removed
+
+
+def test_make_clean_runs_names_the_run_folders_and_their_size_then_deletes_them(project):
+    out = _make("clean-runs", cwd=project).stdout
+    listed = [line.split() for line in out.splitlines() if line.startswith("  ")]
+    assert sorted(folder for _, folder in listed) == ["runs/dg-aib", "runs/sweep-dg"], out
+    assert all(size[0].isdigit() for size, _ in listed) and "deleting runs/" in out, out
+    assert not (project / "runs").exists() and (project / "results/dg-aib/scores.json").is_file()
+    assert "nothing to delete" in _make("clean-runs", cwd=project).stdout
+
+
+def _data_notebooks(dry_run: str) -> list[str]:
+    """The executed-copy paths of the 00-prepare-data commands in ``make -n`` output."""
+    out = []
+    for line in dry_run.splitlines():
+        words = shlex.split(line) if "aiblib notebook 00-prepare-data" in line else []
+        if words:
+            out.append(words[words.index("00-prepare-data") + 1])
+    return out
+
+
+def test_a_sweeps_data_step_writes_into_the_sweeps_folder_not_results(tmp_path):
+    results = tmp_path / "results"
+    sweep = _make("-n", "sweep", "SEEDS=0", "BETAS=0", f"RESULTS={results}").stdout
+    assert _data_notebooks(sweep) == [f"{results}/sweep-dg/00-prepare-data.ipynb"], sweep
+    seeds = _make("-n", "seeds", "SEEDS=0", f"RESULTS={results}").stdout
+    assert _data_notebooks(seeds) == [f"{results}/seeds-{p}/00-prepare-data.ipynb" for p in ("dg", "night")], seeds
+    # make reproduce's data step is the one that writes results/00-prepare-data.ipynb
+    reproduce = _make("-n", "reproduce", f"RESULTS={results}").stdout
+    assert _data_notebooks(reproduce) == [f"{results}/00-prepare-data.ipynb"], reproduce
