@@ -139,15 +139,3 @@ def test_the_projects_parameter_files_load(tmp_path):
     with pytest.raises(ValueError, match="eval_targets"):
         load_config(None, {"eval_targets": ["bdd100k"]})
 
-
-def test_config_from_namespace_takes_config_keys_over_a_base_file(tmp_path):
-    from aiblib.config import config_from_namespace, load_config
-
-    base = tmp_path / "config.yaml"
-    load_config(None, {"depth": 18, "iterations": 7, "name": "saved"}).save(base)
-    namespace = {"iterations": 9, "gpus": 4, "results_root": "x", "plt": object()}  # only config keys count
-    cfg = config_from_namespace(namespace, base=base)
-    assert (cfg.depth, cfg.iterations, cfg.name) == (18, 9, "saved")
-    assert config_from_namespace(namespace, base=tmp_path / "missing.yaml").depth == 50  # no file: defaults
-    with pytest.raises(ValueError, match="'iterations'"):
-        config_from_namespace({"iterations": "many"})

@@ -10,7 +10,6 @@ from aiblib.config.experiment import (
     RUNTIME_KEYS,
     Config,
     check_resumable,
-    config_from_namespace,
     images_per_process,
     load_config,
     parse_overrides,
@@ -35,7 +34,7 @@ from aiblib.config.runtime import (
 )
 
 __all__ = [
-    "CONFIG_KEYS", "MODEL_KEYS", "RUNTIME_KEYS", "Config", "check_resumable", "config_from_namespace", "images_per_process",
+    "CONFIG_KEYS", "MODEL_KEYS", "RUNTIME_KEYS", "Config", "check_resumable", "images_per_process",
     "load_config", "parse_overrides",
     "Process", "raise_on_every_rank", "barrier", "broadcast_buffers", "compiled", "environment", "memory_mb", "native_bf16", "process_group",
     "resolve_precision", "rng_state", "seed_everything", "set_rng_state", "state_digest", "sync", "torch_settings",

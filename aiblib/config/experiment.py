@@ -34,7 +34,7 @@ from aiblib.errors import ConfigError, MissingFile
 from aiblib.model import ModelConfig
 from aiblib.paths import project_path
 
-__all__ = ["Config", "load_config", "config_from_namespace", "parse_overrides", "check_resumable", "images_per_process",
+__all__ = ["Config", "load_config", "parse_overrides", "check_resumable", "images_per_process",
            "MODEL_KEYS", "CONFIG_KEYS", "RUNTIME_KEYS", "RENAMED_CONFIG_KEYS"]
 
 
@@ -374,12 +374,3 @@ def _type_name(tp: Any) -> str:
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
-
-def config_from_namespace(namespace: dict[str, Any], *, base: str | Path | None = None) -> Config:
-    """A notebook's configuration: the YAML file ``base`` when it exists (e.g. a run's
-    ``config.yaml``), then every config key among the notebook's variables, i.e. its
-    ``parameters`` cell and whatever papermill injected (``-p``, ``-f``). Other variables
-    are ignored; a config key with a wrong type raises as in :func:`load_config`."""
-    values = {k: v for k, v in namespace.items() if k in CONFIG_KEYS}
-    path = Path(base) if base is not None and Path(base).is_file() else None
-    return load_config(path, values)
