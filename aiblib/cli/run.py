@@ -1,9 +1,11 @@
 """``python -m aiblib run NAME -f PARAMS [-p NAME VALUE ...] [--results DIR] [--step K/N] [--skip-done]``.
 
 One experiment: ``01-train`` then ``02-evaluate-cross-domain`` for the run NAME, executed
-copies in ``DIR/NAME/``. When both succeed it writes ``DIR/NAME/run.json`` (the parameter
-file's hash, the ``-p`` values, the commit); with ``--skip-done`` a run whose ``run.json``
-says the same is not run again, so an interrupted sweep continues where it stopped.
+copies in ``DIR/NAME/``. When both succeed it writes ``DIR/NAME/run.json``: the run's inputs (the parameter
+file's hash, the ``-p`` values, the digest of the code that shapes training and evaluation) and, for the reader,
+the commit, the seconds taken and under ``training`` the precision, device, CPU and torch the training computed
+with (from its log). With ``--skip-done`` a run whose ``run.json`` records the same inputs is not run again, at
+any commit, so an interrupted sweep continues where it stopped, across commits that left that code alone.
 
 Relative paths (``-f``, ``--results``) are under the project root, wherever the command starts, like
 every path of the parameter files: 02's ``scores.json`` lands beside the executed notebooks and
@@ -17,10 +19,12 @@ import json
 import time
 
 from aiblib.cli.common import command, keep_traceback_in
+from aiblib.config import load_config
 from aiblib.cli.notebook import add_notebook_arguments, notebook_path, parse_values, report_failure, step_label
 from aiblib.errors import ConfigError
 from aiblib.notebooks import NotebookFailed, completed, notebook_parameters, run_notebook, run_record
 from aiblib.paths import project_path
+from aiblib.storage import training_environment
 
 STEPS = ("01-train", "02-evaluate-cross-domain")
 MARKER = "run.json"
@@ -51,7 +55,7 @@ def main(argv: list[str]) -> int:
     keep_traceback_in(out)
     record = run_record(params_file=args.parameters_file, given=given)
     if args.skip_done and completed(out / MARKER, record):
-        print(f"{step_label(args.step)}{args.name}: already done with these parameters at this commit "
+        print(f"{step_label(args.step)}{args.name}: already done with these parameters and this code "
               f"({out / MARKER}); skipped", flush=True)
         return 0
     start = time.perf_counter()
@@ -63,5 +67,7 @@ def main(argv: list[str]) -> int:
             run_notebook(notebook, out / notebook.name, parameters=params, label=f"{label}{args.name} ")
         except NotebookFailed as exc:
             return report_failure(exc)
-    (out / MARKER).write_text(json.dumps({**record, "seconds": round(time.perf_counter() - start, 1)}, indent=1) + "\n")
+    trained = load_config(out / "config.yaml").resolved_run_dir()  # 01 saves the run's configuration there
+    (out / MARKER).write_text(json.dumps({**record, "seconds": round(time.perf_counter() - start, 1),
+                                          "training": training_environment(trained)}, indent=1) + "\n")
     return 0

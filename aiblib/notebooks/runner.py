@@ -36,11 +36,18 @@ from aiblib.config import CONFIG_KEYS
 from aiblib.errors import ConfigError, MissingFile, UserError, WorkerFailed
 from aiblib.paths import project_path, project_root
 
-__all__ = ["NotebookFailed", "declared_parameters", "notebook_parameters", "run_notebook", "run_record", "completed",
+__all__ = ["NotebookFailed", "declared_parameters", "notebook_parameters", "run_notebook", "run_record", "completed", "code_digest",
            "KERNEL_NAME", "NOTEBOOKS"]
 
 KERNEL_NAME = "aiblib"  # the kernel `make setup` installs into .venv
 NOTEBOOKS = project_path("notebooks")
+PACKAGE = Path(__file__).resolve().parents[1]  # aiblib/
+# what shapes a run's training and evaluation (sub-packages of aiblib, notebooks): a finished run is done again when
+# their digest changes, and not when only reports, the CLI, tools, tests or prose changed
+SHAPING_CODE = ("model", "data", "config", "storage", "training", "evaluation",
+                "01-train.ipynb", "02-evaluate-cross-domain.ipynb")
+# what a run record holds beside its inputs (for the reader): not compared by completed()
+NOT_INPUTS = ("commit", "seconds", "training")
 # exceptions raised in a notebook that need only their line: a user's input was wrong (aiblib.errors.UserError and its
 # kinds: exit status 2), a data-loader worker died (1), a training stopped. Any other exception (a ValueError from a
 # library included) is a bug: its traceback is printed as well.
@@ -184,21 +191,41 @@ def _commit(root: Path) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def code_digest(*, package: Path = PACKAGE, notebooks: Path = NOTEBOOKS) -> str:
+    """sha256 of the code that shapes what a run computes: every ``.py`` file of the sub-packages of ``package``
+    named in :data:`SHAPING_CODE` (path and content) and the code cells of the notebooks it names (their outputs
+    and metadata, which JupyterLab rewrites on save, are left out)."""
+    h = hashlib.sha256()
+    for name in SHAPING_CODE:
+        if name.endswith(".ipynb"):
+            cells = json.loads((notebooks / name).read_text())["cells"]
+            h.update(name.encode() + b"\0")
+            for cell in cells:
+                if cell["cell_type"] == "code":
+                    h.update("".join(cell["source"]).encode() + b"\0")
+            continue
+        for path in sorted((package / name).rglob("*.py")):
+            h.update(f"{name}/{path.relative_to(package / name).as_posix()}".encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 def run_record(*, params_file: str | Path | None, given: dict[str, Any]) -> dict[str, Any]:
-    """What identifies a run's inputs: the parameter file's content, the ``-p`` values and the commit."""
+    """What identifies a run's inputs: the parameter file's content, the ``-p`` values and the digest of the code
+    that shapes training and evaluation (:func:`code_digest`); the commit is recorded beside them, for the reader."""
     text = _parameter_file(params_file).read_bytes() if params_file is not None else b""
     return {"params_file": str(params_file) if params_file is not None else None,
             "params_sha256": hashlib.sha256(text).hexdigest(), "parameters": given,
-            "commit": _commit(project_root())}
+            "code_digest": code_digest(), "commit": _commit(project_root())}
 
 
 def completed(marker: Path, record: dict[str, Any]) -> bool:
-    """True when ``marker`` says this very run (same inputs, same commit) already finished."""
+    """True when ``marker`` says a run with these inputs (parameter file, ``-p`` values, code digest) finished:
+    a commit that changed only reports, tools, tests or prose does not rerun it; a changed digest does."""
     if not marker.is_file():
         return False
     try:
         saved = json.loads(marker.read_text())
     except json.JSONDecodeError:
         return False
-    saved.pop("seconds", None)
-    return saved == json.loads(json.dumps(record))
+    inputs = {k: saved[k] for k in record if k in saved and k not in NOT_INPUTS}
+    return inputs == json.loads(json.dumps({k: v for k, v in record.items() if k not in NOT_INPUTS}))
