@@ -239,6 +239,21 @@ def test_aiblib_checkpoint_roundtrip_with_overrides(tmp_path):
         load_model(path, nope=1)
 
 
+def test_a_model_built_from_a_whole_run_configuration_saves_only_the_model_keys(tmp_path):
+    from aiblib.config import MODEL_KEYS, Config
+
+    cfg = Config(**TINY, iterations=3, lr=0.5, name="whole", pretrained="imagenet.pth")
+    model = build_model(cfg)
+    assert type(model.config) is ModelConfig and model.config == cfg.model_config()
+    saved = model_checkpoint(model)
+    assert list(saved["model_config"]) == list(MODEL_KEYS)
+    assert saved["model_config"] == {**cfg.model_config().to_dict(), "pretrained": ""}
+    loaded = load_model(save_atomic(saved, tmp_path / "m.pth"))
+    assert loaded.config == model.config.replace(pretrained="")
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
 def test_pretrained_from_torchvision_and_mmseg_formats(tmp_path):
     import torchvision
 

@@ -98,7 +98,7 @@ def test_through_the_interpreter_no_traceback():
     proc = subprocess.run([sys.executable, "-m", "aiblib", "train", "-p", "beta", "-1"], cwd=REPO,
                           env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        "error: model key 'beta' has an invalid value -1.0; expected >= 0"]
+        "error: command-line override: model key 'beta' has an invalid value -1.0; expected >= 0"]
 
 
 def test_make_run_without_a_name_says_what_to_give():

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 
 import pytest
@@ -139,3 +140,27 @@ def test_the_projects_parameter_files_load(tmp_path):
     with pytest.raises(ValueError, match="eval_targets"):
         load_config(None, {"eval_targets": ["bdd100k"]})
 
+
+
+def test_every_key_is_checked_once_by_the_configuration_itself(tmp_path):
+    """One check per key, wherever a configuration is made: the model's class, the run's class made directly,
+    from a dict or from a file accept and refuse the same values, with the same message."""
+    from aiblib.model import ModelConfig
+
+    with pytest.raises(ValueError, match=r"^config key 'iterations' expects int, got 'many' \(str\)$"):
+        Config(iterations="many")  # an engine key made directly is checked too
+    messages = set()
+    for make in (lambda: ModelConfig(depth="50"), lambda: Config(depth="50"), lambda: Config.from_dict({"depth": "50"})):
+        with pytest.raises(ValueError) as err:
+            make()
+        messages.add(str(err.value).removeprefix("config: "))
+    assert messages == {"config key 'depth' expects int, got '50' (str)"}
+    path = tmp_path / "bad.yaml"
+    path.write_text("depth: '50'\n")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: config key 'depth' expects int, got '50' \(str\)$"):
+        load_config(path)
+    # the same conversions everywhere: YAML's 1e-4 text for a float, int -> float, a tuple for a list
+    assert ModelConfig(beta="1e-4").beta == Config(beta="1e-4").beta == load_config(None, ["beta=1e-4"]).beta == 1e-4
+    assert isinstance(Config(lr=1).lr, float) and Config(crop_size=(32, 48)).crop_size == [32, 48]
+    with pytest.raises(ValueError, match="'tta_scales\\[1\\]' expects float"):
+        Config(tta_scales=[1.0, "big"])

@@ -7,10 +7,11 @@ The keys are the parameter names of ``params/*.yaml`` and of the notebooks'
     cfg = load_config("params/synthetic-dg.yaml", ["iterations=200", "beta=1.0e-4"])
 
 and on the command line ``-f params/x.yaml -p iterations 200 -p beta 1e-4``.
-Precedence: defaults < file < overrides. Unknown keys and wrong types raise a
-``ValueError`` that names the key (and the file). The model keys are exactly the
-field names of :class:`aiblib.model.ModelConfig`,
-which :class:`Config` extends.
+Precedence: defaults < file < overrides. Unknown keys, wrong types and values raise a
+``ConfigError`` (a ``ValueError``) that names the key (and the file). The model keys are exactly
+the field names of :class:`aiblib.model.ModelConfig`, which :class:`Config` extends; each check is
+declared once: the types of every key in ``ModelConfig.__post_init__``, the model keys' values
+there too, the other keys' values in ``Config.__post_init__``, unknown keys here.
 
 Note on YAML: PyYAML reads ``1e-4`` (no dot) as a *string*; float keys accept such
 strings when they parse as numbers, but ``1.0e-4`` is the portable spelling.
@@ -20,8 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,8 +143,8 @@ class Config(ModelConfig):
     # ------------------------------------------------------------------
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> "Config":
-        """Build from a mapping; every key is checked (unknown key / wrong type -> ValueError)."""
-        return cls(**_coerce_all(d, source=source))
+        """Build from a mapping; every key is checked (unknown key, wrong type or value -> ConfigError naming ``source``)."""
+        return _checked(d, source=source)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists, not tuples) in field order: what config.yaml and checkpoints hold."""
@@ -154,10 +153,6 @@ class Config(ModelConfig):
     def replace(self, **changes: Any) -> "Config":
         """A copy with some keys changed (checked like any override)."""
         return Config.from_dict({**self.to_dict(), **changes}, source="replace()")
-
-    def model_config(self) -> ModelConfig:
-        """The :class:`ModelConfig` made of this configuration's model keys."""
-        return ModelConfig.from_dict({k: getattr(self, k) for k in MODEL_KEYS})
 
     def resolved_run_dir(self) -> Path:
         """``run_dir`` when set, else ``runs_root/name``; relative paths under the project root (absolute)."""
@@ -246,11 +241,13 @@ def load_config(
             raise ConfigError(f"{path.resolve()}: not valid YAML ({_yaml_problem(exc)})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of parameters at the top level, got {type(data).__name__}")
-        file_values = _coerce_all({k: v for k, v in data.items() if k not in ignore}, source=str(path))
+        file_values = {k: v for k, v in data.items() if k not in ignore}
+        _checked(file_values, source=str(path))  # each source on its own, so that a mistake names it
         merged.update(file_values)
     if overrides:
         if isinstance(overrides, dict):
-            values = _coerce_all({k: v for k, v in overrides.items() if k not in ignore}, source="overrides")
+            values = {k: v for k, v in overrides.items() if k not in ignore}
+            _checked(values, source="overrides")
         else:
             values = parse_overrides(list(overrides))
         merged.update(values)
@@ -278,19 +275,23 @@ def parse_overrides(items: list[str] | list[tuple[str, str]]) -> dict[str, Any]:
                 value = yaml.safe_load(text)
             except yaml.YAMLError as exc:
                 raise ConfigError(f"override {key}={text!r}: not a YAML value ({exc})") from None
-        out[key] = _coerce(key, value, hints[key], source="command-line override")
-    return out
+        out[key] = value
+    cfg = _checked(out, source="command-line override")
+    return {key: getattr(cfg, key) for key in out}
 
 
 # ----------------------------------------------------------------------
-def _coerce_all(d: dict[str, Any], *, source: str) -> dict[str, Any]:
-    hints = typing.get_type_hints(Config)
-    out = {}
-    for key, value in d.items():
-        if key not in hints:
+def _checked(d: dict[str, Any], *, source: str) -> Config:
+    """The configuration of ``d`` over the defaults. Unknown keys are refused here; every other check
+    is the configuration's own (:class:`Config` and :class:`~aiblib.model.ModelConfig`'s ``__post_init__``),
+    its error prefixed with ``source``."""
+    for key in d:
+        if key not in CONFIG_KEYS:
             raise ConfigError(_unknown(key, source))
-        out[key] = _coerce(key, value, hints[key], source=source)
-    return out
+    try:
+        return Config(**d)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -314,47 +315,6 @@ def _unknown(key: str, source: str) -> str:
     close = difflib.get_close_matches(str(key), names, n=3)
     hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
     return f"{source}: unknown config key {key!r}{hint}"
-
-
-def _coerce(key: str, value: Any, tp: Any, *, source: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; the only conversions are
-    int -> float, numeric str -> float (YAML's '1e-4'), and tuple -> list."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(tp):
-            try:
-                return _coerce(key, value, option, source=source)
-            except ValueError:
-                pass
-        raise ConfigError(f"{source}: config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-    if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-        return [_coerce(f"{key}[{i}]", v, item_tp, source=source) for i, v in enumerate(value)]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-            else:
-                if not math.isnan(number):
-                    return number
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    else:  # pragma: no cover - only the types above are used
-        raise TypeError(f"unsupported config type {tp!r} for {key!r}")
-    raise ConfigError(f"{source}: config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
 
 
 def _check_choice(key: str, value: Any, choices: tuple) -> None:

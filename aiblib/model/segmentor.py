@@ -7,6 +7,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +18,6 @@ import torch
 from torch import Tensor, nn
 
 from aiblib.errors import ConfigError
-
 from aiblib.model.attention import AIBAttention, modulate
 from aiblib.model.backbone import ARCH, STRIDES, ResNetV1c
 from aiblib.model.heads import DeepLabV3PlusHead, FCNHead
@@ -55,6 +58,38 @@ def multisample_strategy(strategy: str, device: torch.device, positions: int = L
     return "batched"
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _typed(key: str, value: Any, tp: Any) -> Any:
+    """``value`` checked against the annotation ``tp`` (bool, int, float, str, ``list[...]`` or a union of
+    these): the one type check of every configuration key. The only conversions are int -> float, a
+    number written as text -> float (YAML reads ``1e-4`` without a dot as a string) and tuple -> list;
+    anything else of the wrong type is a ConfigError naming ``key``."""
+    options = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    for option in options:
+        if typing.get_origin(option) is list and isinstance(value, (list, tuple)):
+            (item,) = typing.get_args(option)
+            return [_typed(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+        if option in (bool, str) and isinstance(value, option):
+            return value
+        if option in (int, float) and isinstance(value, int) and not isinstance(value, bool):
+            return option(value)
+        if option is float and isinstance(value, float):
+            return value
+        if option is float and isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                continue
+            if not math.isnan(number):
+                return number
+    name = str(tp) if typing.get_args(tp) else tp.__name__
+    raise ConfigError(f"config key {key!r} expects {name}, got {value!r} ({type(value).__name__})")
+
+
 def _key(default: Any, doc: str) -> Any:
     """A configuration field with its one-line description (``--help-config`` prints it)."""
     return field(default=default, metadata={"doc": doc})
@@ -89,14 +124,12 @@ class ModelConfig:
     pretrained: str = _key("", "local ImageNet ResNet-V1c / torchvision ResNet file for the backbone; '' = from scratch")
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(ModelConfig):
-            value = getattr(self, f.name)
-            expected = {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-                setattr(self, f.name, value)
-            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                raise ConfigError(f"model key {f.name!r} must be {expected.__name__}, got {value!r}")
+        """Check every key once: the type of each field of this class (a run configuration's too, since
+        :class:`aiblib.config.experiment.Config` extends this one; see :func:`_typed`), then the model
+        keys' values (the run configuration checks its own keys' values after this)."""
+        hints = _type_hints(type(self))
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _typed(f.name, getattr(self, f.name), hints[f.name]))
         checks = {
             "depth": (self.depth in ARCH, f"one of {sorted(ARCH)}"),
             "output_stride": (self.output_stride in STRIDES, f"one of {sorted(STRIDES)}"),
@@ -126,6 +159,10 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelConfig)}
 
+    def model_config(self) -> "ModelConfig":
+        """A plain :class:`ModelConfig` of these model keys (a run configuration's other keys left out)."""
+        return ModelConfig(**ModelConfig.to_dict(self))
+
     def replace(self, **changes: Any) -> "ModelConfig":
         return ModelConfig.from_dict({**self.to_dict(), **changes})
 
@@ -135,7 +172,7 @@ class AIBRSegmentor(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.config = config
+        self.config = config.model_config()  # the model keys only, also when given a whole run configuration
         self.backbone = ResNetV1c(config.depth, config.output_stride)
         c1, _, c3, c4 = self.backbone.channels
         self.attention = AIBAttention(sum(self.backbone.channels)) if config.attention else None
