@@ -65,3 +65,29 @@ def test_a_model_without_attention_has_no_stats():
     zero_noise = AttentionStats(num_classes=19)
     zero_noise.add(_outputs(torch.rand(1, 1, 3, 3), std=0.0, kl=0.0))
     assert math.isinf(zero_noise.result()["selectivity_to_noise"])
+
+
+def test_scoring_records_the_attention_of_every_image_it_scored(synthetic_root, tmp_path):
+    from conftest import tiny_checkpoint
+
+    from aiblib.data import build_dataset
+    from aiblib.evaluation import evaluate_checkpoint, test_pipeline
+    from aiblib.storage import load_model
+
+    cfg, path = tiny_checkpoint(synthetic_root, tmp_path, attention=True)
+    summary = evaluate_checkpoint(cfg, path, dataset="bdd100k", split="val", out_dir=tmp_path / "eval", quiet=True)
+    stats = summary["attention_stats"]
+    assert stats["num_images"] == summary["num_images"] == 2
+    # by hand: the model's own mu on each test image
+    model = load_model(path).eval()
+    data = build_dataset("bdd100k", synthetic_root, "val", test_pipeline(cfg))
+    with torch.no_grad():
+        mus = [model(data[i]["image"][None])["mu"] for i in range(len(data))]
+    assert stats["mu_mean"] == pytest.approx(float(torch.stack([m.mean() for m in mus]).mean()), rel=1e-5)
+    assert stats["mu_spatial_std"] == pytest.approx(float(torch.stack([m.std(unbiased=False) for m in mus]).mean()),
+                                                    rel=1e-4)
+    labelled = [c for c, v in stats["mu_per_class"].items() if v is not None]
+    assert labelled and all(0.0 <= stats["mu_per_class"][c] <= 1.0 for c in labelled)
+    baseline_cfg, baseline = tiny_checkpoint(synthetic_root, tmp_path / "b", attention=False)
+    assert evaluate_checkpoint(baseline_cfg, baseline, dataset="bdd100k", split="val", out_dir=tmp_path / "b" / "eval",
+                               quiet=True)["attention_stats"] is None

@@ -58,3 +58,18 @@ def test_a_log_without_environment_keys_gives_an_empty_record(tmp_path):
     (tmp_path / "log.jsonl").write_text('{"kind": "event", "iteration": 0, "time": 1, "event": "start", "bf16": true}\n')
     assert training_environment(tmp_path) == []
     assert training_environment(tmp_path / "missing") == []
+
+
+def test_scores_json_records_where_the_training_and_the_scoring_computed(synthetic_root, tmp_path):
+    from aiblib.evaluation import evaluate_checkpoint
+    from aiblib.reporting import report
+    from aiblib.training import train
+
+    cfg = tiny_config(synthetic_root, tmp_path / "run", iterations=2, amp="bf16")
+    run_dir = train(cfg)
+    scored = evaluate_checkpoint(cfg.replace(amp="off"), run_dir / "checkpoints" / "last.pth", dataset="bdd100k",
+                                 split="val", out_dir=tmp_path / "eval", quiet=True)
+    summary = report.write_scores(tmp_path, cfg, {"bdd100k:val": scored}, checkpoint="last.pth")
+    assert summary["training"] == training_environment(run_dir) and summary["training"][0]["precision"] == "bf16"
+    assert summary["evaluation"] == environment(torch.device("cpu"), use_bf16=False)
+    assert summary["attention_stats"]["bdd100k:val"]["num_images"] == 2

@@ -25,13 +25,38 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from torch import nn
+
 from aiblib.data import CAMVID_CLASSES, CAMVID_GROUPS, IGNORE_INDEX
 from aiblib.evaluation.metrics import class_names
+from aiblib.model.attention import kl_bits
 
-__all__ = ["AttentionStats", "STAT_KEYS"]
+__all__ = ["AttentionStats", "STAT_KEYS", "attention_outputs", "has_attention"]
 
 # the scalar statistics, in the order tables print them
 STAT_KEYS = ("mu_mean", "mu_spatial_std", "std_mean", "selectivity_to_noise", "kl_bits")
+
+
+def _bare(model: nn.Module) -> nn.Module:
+    """The segmentor inside a ``torch.compile`` wrapper (the model itself otherwise)."""
+    return getattr(model, "_orig_mod", model)
+
+
+def has_attention(model: nn.Module) -> bool:
+    """Whether ``model`` has the AIB attention (a baseline has none)."""
+    return getattr(_bare(model), "attention", None) is not None
+
+
+@torch.no_grad()
+def attention_outputs(model: nn.Module, image: torch.Tensor, *, use_bf16: bool) -> dict:
+    """``mu``, ``std`` (B, 1, h, w, float32) and ``kl`` (bits) of the attention on ``image`` (B, 3, H, W) as given:
+    the backbone and the attention's distribution only (no head, no sampling: none of the three depends on the
+    noise). The model must have attention."""
+    bare = _bare(model)
+    with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        mu, std = bare.attention.distribution(bare.backbone(image))
+    mu, std = mu.float(), std.float()
+    return {"mu": mu, "std": std, "kl": kl_bits(mu, std)}
 
 
 class AttentionStats:

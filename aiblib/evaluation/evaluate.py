@@ -19,7 +19,9 @@ The output folder (default ``<run dir>/eval/<dataset>-<split>/``), written by ra
 
     metrics.json     {"dataset", "split", "num_images", "mIoU", "mAcc", "aAcc",
                       "per_class": [{"class", "IoU", "Acc"}, ...], "checkpoint": {...},
-                      "inference": {...}, "model_config": {...}, "config": {...}, "seconds"}
+                      "inference": {..., "environment": {precision, device, cpu, native_bf16, torch}},
+                      "attention_stats": {...} (AIBR models: :mod:`aiblib.evaluation.attention_stats`; null for
+                      a baseline), "model_config": {...}, "config": {...}, "seconds"}
                      (percent values; null = class absent)
     per_class.csv    class,IoU,Acc  (percent; empty = absent)
     confusion.npy    int64 (K, K), rows = label, columns = prediction
@@ -57,6 +59,7 @@ from aiblib.config import (
     Config,
     Process,
     compiled,
+    environment,
     process_group,
     raise_on_every_rank,
     resolve_precision,
@@ -73,6 +76,7 @@ from aiblib.data import (
     worker_init,
 )
 from aiblib.errors import MissingFile, WorkerFailed
+from aiblib.evaluation.attention_stats import AttentionStats, attention_outputs, has_attention
 from aiblib.evaluation.inference import image_maps, noise_generator, predict_logits, predict_probs, prediction
 from aiblib.evaluation.metrics import all_reduce_confusion, confusion_matrix, format_table, split_metrics
 from aiblib.paths import project_path
@@ -142,12 +146,13 @@ def score_dataset(model: nn.Module, dataset: Dataset, *, cfg: Config, device: to
                         collate_fn=GuardedCollate(_first), worker_init_fn=worker_init,
                         generator=torch.Generator().manual_seed(0))
     conf = torch.zeros(k, k, dtype=torch.long, device=device)
+    attention = AttentionStats(num_classes=k, dataset=dataset_name) if has_attention(model) else None
     failure = None
     with Batches(loader) as items:  # a file that cannot be read: DataError naming it, the workers ended
         try:
             conf, exports = _score_items(model, zip(indices, items), conf=conf, cfg=cfg, device=device,
                                          use_bf16=use_bf16, channels_last=channels_last, export_dir=export_dir,
-                                         export_count=export_count, export_indices=export_indices)
+                                         export_count=export_count, export_indices=export_indices, attention=attention)
         except (DataError, WorkerFailed) as exc:
             failure = exc
     if world_size > 1:  # every rank raises a rank's failure here, rather than wait in the reduction for one that stopped
@@ -156,16 +161,20 @@ def score_dataset(model: nn.Module, dataset: Dataset, *, cfg: Config, device: to
         raise failure
     conf = all_reduce_confusion(conf).cpu()
     exports = _gather_rows(exports, world_size)
+    if attention is not None:
+        attention.reduce(device)
     if was_training:
         model.train()
     return {"confusion": conf, "metrics": split_metrics(conf, dataset=dataset_name, num_classes=k), "num_images": len(dataset),
-            "exports": exports}
+            "exports": exports, "attention_stats": attention.result() if attention is not None else None}
 
 
 def _score_items(model: nn.Module, items, *, conf: torch.Tensor, cfg: Config, device: torch.device, use_bf16: bool,
                  channels_last: bool, export_dir: str | Path | None, export_count: int,
-                 export_indices: Sequence[int] | None) -> tuple[torch.Tensor, list[dict]]:
-    """Add each ``(index, item)``'s confusion (K, K) to ``conf``; the export rows of the exported images."""
+                 export_indices: Sequence[int] | None,
+                 attention: AttentionStats | None = None) -> tuple[torch.Tensor, list[dict]]:
+    """Add each ``(index, item)``'s confusion (K, K) to ``conf`` (and its attention to ``attention``); the export
+    rows of the exported images."""
     k = cfg.num_classes
     exports: list[dict] = []
     for index, item in items:
@@ -179,6 +188,8 @@ def _score_items(model: nn.Module, items, *, conf: torch.Tensor, cfg: Config, de
                   else predict_logits(model, image, **how))
         pred = prediction(scores, label.shape[-2:])[0]
         conf += confusion_matrix(pred, label, k)
+        if attention is not None:
+            attention.add(attention_outputs(model, image, use_bf16=use_bf16), label)
         if export_dir is not None and (index in export_indices if export_indices is not None else index < export_count):
             with reporting(Path(export_dir), NOTE):
                 exports.append(export_maps(model, image, pred, item, index=index, out=Path(export_dir), cfg=cfg,
@@ -275,8 +286,9 @@ def _summary(cfg: Config, *, dataset: str, split: str, result: dict, identity: d
             "tta_scales": cfg.tta_scales, "tta_flip": cfg.tta_flip, "test_samples": cfg.test_samples,
             "mean_mask": cfg.mean_mask, "eval_seed": cfg.eval_seed, "base_size": cfg.base_size,
             "bf16": precision[0], "channels_last": precision[1], "device": str(proc.device),
-            "world_size": proc.world_size,
+            "world_size": proc.world_size, "environment": environment(proc.device, use_bf16=precision[0]),
         },
+        "attention_stats": json_safe(result.get("attention_stats")),
         "model_config": dataclasses.asdict(mc) if dataclasses.is_dataclass(mc) else None,
         "config": cfg.to_dict(),
         "seconds": round(seconds, 3),

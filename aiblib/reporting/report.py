@@ -4,7 +4,12 @@ Each run folder ``results/<name>/`` gets a ``scores.json``::
 
     {"name", "protocol", "depth", "output_stride", "attention", "beta", "seed", "iterations",
      ... every key of EXPERIMENT_KEYS ..., "checkpoint",
-     "scores": {"<dataset>:<split>": {"mIoU", "mAcc", "aAcc", "num_images"}, ...}}
+     "scores": {"<dataset>:<split>": {"mIoU", "mAcc", "aAcc", "num_images"}, ...},
+     "attention_stats": {"<dataset>:<split>": {mu_mean, mu_spatial_std, std_mean, selectivity_to_noise, kl_bits,
+                         mu_per_class, num_images} or null for a baseline, ...},
+     "evaluation": {precision, device, cpu, native_bf16, torch}: where the scoring computed,
+     "training": [{iteration, precision, device, cpu, native_bf16, torch}, ...]: where the training did (its log's
+                 start event, and each resume elsewhere; empty for a checkpoint trained outside this project)}
 
 :func:`collect` reads them all into one row per run, :func:`summarize` averages over seeds,
 :func:`plot_beta` draws mIoU against β per domain and :func:`markdown` writes the report.
@@ -24,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from aiblib.errors import MissingFile
+from aiblib.storage import training_environment
 
 __all__ = ["write_scores", "per_class_table", "collect", "summarize", "plot_beta", "markdown", "markdown_table",
            "plot_corruptions", "plot_reliability", "robustness_tables"]
@@ -56,6 +62,10 @@ def write_scores(out_dir: str | Path, cfg: Any, scores: dict[str, dict], *, chec
         **{key: getattr(cfg, key) for key in EXPERIMENT_KEYS},
         "checkpoint": str(checkpoint),
         "scores": {t: {k: m.get(k) for k in ("mIoU", "mAcc", "aAcc", "num_images")} for t, m in scores.items()},
+        "attention_stats": {t: m.get("attention_stats") for t, m in scores.items()},
+        "evaluation": next((m["inference"]["environment"] for m in scores.values()
+                            if "environment" in m.get("inference", {})), None),
+        "training": training_environment(cfg.resolved_run_dir()),
     }
     path = Path(out_dir) / "scores.json"
     path.write_text(json.dumps(summary, indent=1) + "\n")
