@@ -91,3 +91,19 @@ def test_scoring_records_the_attention_of_every_image_it_scored(synthetic_root, 
     baseline_cfg, baseline = tiny_checkpoint(synthetic_root, tmp_path / "b", attention=False)
     assert evaluate_checkpoint(baseline_cfg, baseline, dataset="bdd100k", split="val", out_dir=tmp_path / "b" / "eval",
                                quiet=True)["attention_stats"] is None
+
+
+def test_training_logs_the_attention_at_each_validation(synthetic_root, tmp_path):
+    from conftest import tiny_config
+
+    from aiblib.storage import read_log
+    from aiblib.training import train
+
+    run_dir = train(tiny_config(synthetic_root, tmp_path / "run", iterations=4, val_interval=2))
+    val = read_log(run_dir, "val")
+    assert list(val["iteration"]) == [2, 4]
+    for key in STAT_KEYS:
+        assert val[f"attention/{key}"].notna().all(), key
+    assert (val["attention/mu_mean"].between(0, 1)).all() and (val["attention/kl_bits"] > 0).all()
+    baseline = train(tiny_config(synthetic_root, tmp_path / "baseline", iterations=2, val_interval=2, attention=False))
+    assert not any(c.startswith("attention/") for c in read_log(baseline, "val").columns)

@@ -28,9 +28,14 @@ def test_plot_training_draws_from_a_log(tmp_path):
     for it in (1, 2, 3):
         log.write("train", it, loss=3.0 - it * 0.1, loss_ce=2.0, loss_aux=0.8, loss_kl=0.01, lr=0.01 / it,
                   mu_mean=0.5, mu_min=0.1, mu_max=0.9)
-    log.write("val", 3, mIoU=10.0, IoU={"road": 50.0})
-    fig = viz.plot_training(read_log(tmp_path, "train"), read_log(tmp_path, "val"))
+    log.write("val", 3, mIoU=10.0, IoU={"road": 50.0}, attention={"mu_spatial_std": 0.04, "std_mean": 0.02})
+    val = read_log(tmp_path, "val")
+    assert val.loc[0, "IoU/road"] == 50.0 and val.loc[0, "attention/mu_spatial_std"] == 0.04
+    fig = viz.plot_training(read_log(tmp_path, "train"), val)
     assert len(fig.axes) == 4 and fig.axes[0].get_lines()
+    # the attention panel: the training batches' mean, then the validation's selectivity and noise
+    lines = fig.axes[2].get_lines()
+    assert [list(line.get_ydata()) for line in lines[1:]] == [[0.04], [0.02]]
 
 
 def _maps(seed: int = 0, *, attention: bool = True, size=(32, 64)) -> dict:

@@ -144,7 +144,8 @@ def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = Non
 
 def plot_training(train_log: pd.DataFrame, val_log: pd.DataFrame | None = None, *, title: str = "",
                   keys: Sequence[str] = ("loss", "loss_ce", "loss_aux", "loss_kl")):
-    """Loss terms, learning rate, mu statistics and validation mIoU of a run, from its log
+    """Loss terms, learning rate, mu statistics (training batches; the validation's selectivity and noise where
+    logged) and validation mIoU of a run, from its log
     tables (``aiblib.storage.runlog.read_log(run_dir, "train")`` and ``"val"``); returns the figure
     (2 x 2 panels) titled ``title``."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
@@ -161,6 +162,9 @@ def plot_training(train_log: pd.DataFrame, val_log: pd.DataFrame | None = None, 
     if "mu_mean" in train_log:
         ax.plot(train_log["iteration"], train_log["mu_mean"], label="mean")
         ax.fill_between(train_log["iteration"], train_log["mu_min"], train_log["mu_max"], alpha=0.25, label="min..max")
+        for key, label in (("mu_spatial_std", "val: selectivity (spatial std of mu)"), ("std_mean", "val: noise (std)")):
+            if val_log is not None and f"attention/{key}" in val_log:
+                ax.plot(val_log["iteration"], val_log[f"attention/{key}"], marker="o", linestyle=":", label=label)
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "no attention", ha="center", va="center", transform=ax.transAxes)

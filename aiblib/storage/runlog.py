@@ -13,7 +13,9 @@ numbers are written as ``null`` and read back as NaN. Training writes:
   time_per_iter, data_time (s per iteration), images_per_s (all ranks), memory_mb,
   memory_kind ("cuda_peak" since the previous record, or "rss");
 - ``val`` (every val_interval iterations and at the end): dataset, split, mIoU, mAcc,
-  aAcc (percent), IoU {class: percent}, seconds.
+  aAcc (percent), IoU {class: percent}, seconds, and for a model with attention ``attention`` {mu_mean,
+  mu_spatial_std, std_mean, selectivity_to_noise, kl_bits} over the split
+  (:mod:`aiblib.evaluation.attention_stats`).
 
 Out of space while writing is a one-line :class:`~aiblib.errors.StorageError` naming the log;
 a line cut short (by that, or by kill -9) is skipped when read and dropped on resume.
@@ -31,7 +33,6 @@ import numpy as np
 import pandas as pd
 
 from aiblib.errors import MissingFile
-
 from aiblib.storage.atomic import reporting, write_text_atomic
 
 __all__ = ["RunLog", "read_log", "training_environment", "json_safe", "LOG_NAME", "ENVIRONMENT_KEYS"]
@@ -96,7 +97,8 @@ def _records(path: Path) -> list[tuple[str, dict]]:
 def read_log(run_dir: str | Path, kind: str = "train") -> pd.DataFrame:
     """The ``kind`` records of ``run_dir/log.jsonl``, one row each (null read as NaN).
 
-    Validation records have their per-class IoU dict flattened into ``IoU/<class>`` columns.
+    Validation records have their per-class IoU dict flattened into ``IoU/<class>`` columns and their
+    attention statistics into ``attention/<statistic>`` columns.
     """
     path = Path(run_dir) / LOG_NAME
     if not path.exists():
@@ -104,8 +106,9 @@ def read_log(run_dir: str | Path, kind: str = "train") -> pd.DataFrame:
     records = [record for _, record in _records(path) if record.get("kind") == kind]
     if kind == "val":
         for record in records:
-            for name, value in (record.pop("IoU", None) or {}).items():
-                record[f"IoU/{name}"] = value
+            for group in ("IoU", "attention"):
+                for name, value in (record.pop(group, None) or {}).items():
+                    record[f"{group}/{name}"] = value
     records = [{k: math.nan if v is None else v for k, v in r.items()} for r in records]
     return pd.DataFrame.from_records(records)
 

@@ -73,7 +73,7 @@ from aiblib.config import (
 )
 from aiblib.data import Batches, DataError, build_dataset, train_transform
 from aiblib.errors import ConfigError, Interrupted, WorkerFailed
-from aiblib.evaluation import forward, score_dataset, test_pipeline
+from aiblib.evaluation import STAT_KEYS, forward, score_dataset, test_pipeline
 from aiblib.storage import LOG_NAME, RunLog, checkpoint_dir, last_checkpoint, model_checkpoint, save_training_checkpoint
 from aiblib.training.losses import segmentation_loss
 from aiblib.training.rundir import exclusive, open_run_dir, restore_rng, resume_point
@@ -257,7 +257,8 @@ def _set_lr(optimizer: torch.optim.Optimizer, iteration: int, cfg: Config) -> fl
 
 def _next_batch(run: _Run) -> tuple[dict | None, Exception | None]:
     """This process's next batch, or the error that stopped it (``DataError``: a file that cannot be
-    read, named; ``WorkerFailed``: a data-loader worker died); the wait counts as data time."""
+    read, or no batch from the workers within ``data_timeout``, named; ``WorkerFailed``: a data-loader
+    worker died); the wait counts as data time."""
     t_data = time.perf_counter()
     try:
         return next(run.batches), None
@@ -338,8 +339,10 @@ def _validate(run: _Run, iteration: int) -> None:
                            channels_last=run.channels_last)
     run.net.train()
     m = result["metrics"]
+    attention = result["attention_stats"]  # None for a baseline
     run.log.write("val", iteration, dataset=cfg.val_dataset, split=cfg.val_split, mIoU=m["mIoU"], mAcc=m["mAcc"],
-                  aAcc=m["aAcc"], IoU=dict(zip(m["classes"], m["IoU"])), seconds=time.perf_counter() - t0)
+                  aAcc=m["aAcc"], IoU=dict(zip(m["classes"], m["IoU"])), seconds=time.perf_counter() - t0,
+                  **({"attention": {k: attention[k] for k in STAT_KEYS}} if attention else {}))
     if run.show:
         run.bar.write(f"iteration {iteration}: {cfg.val_dataset}/{cfg.val_split} mIoU {m['mIoU']:.2f}")
     run.tick += time.perf_counter() - t0
