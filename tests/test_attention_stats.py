@@ -107,3 +107,45 @@ def test_training_logs_the_attention_at_each_validation(synthetic_root, tmp_path
     assert (val["attention/mu_mean"].between(0, 1)).all() and (val["attention/kl_bits"] > 0).all()
     baseline = train(tiny_config(synthetic_root, tmp_path / "baseline", iterations=2, val_interval=2, attention=False))
     assert not any(c.startswith("attention/") for c in read_log(baseline, "val").columns)
+
+
+def test_the_reports_name_the_same_statistics_as_evaluation():
+    from aiblib.reporting import attention_report
+
+    assert attention_report.STAT_KEYS == STAT_KEYS
+
+
+def test_reports_tabulate_the_statistics_per_beta_and_mu_per_class(tmp_path):
+    import json
+
+    from aiblib.reporting import attention_report
+
+    def run(name, beta, seed, spread, day):
+        stats = {"mu_mean": 0.5, "mu_spatial_std": spread, "std_mean": 0.1, "selectivity_to_noise": spread / 0.1,
+                 "kl_bits": 2.0, "num_images": 3, "mu_per_class": {"road": day, "sky": None}}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "scores.json").write_text(json.dumps({
+            "name": name, "protocol": "camvid-dusk", "depth": 18, "beta": beta, "seed": seed, "attention": True,
+            "scores": {"camvid:dusk": {"mIoU": 30.0 + seed}, "camvid:val": {"mIoU": 40.0}},
+            "attention_stats": {"camvid:dusk": stats, "camvid:val": {**stats, "mu_per_class": {"road": 0.9, "sky": 0.2}}}}))
+
+    run("a-b0-s0", 0.0, 0, 0.02, 0.3)
+    run("a-b0-s1", 0.0, 1, 0.04, 0.3)
+    run("a-b1-s0", 0.1, 0, 0.10, 0.3)
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "scores.json").write_text(json.dumps({
+        "name": "base", "protocol": "camvid-dusk", "depth": 18, "beta": 0.001, "seed": 0, "attention": False,
+        "scores": {"camvid:dusk": {"mIoU": 1.0}}, "attention_stats": {"camvid:dusk": None}}))
+    runs = attention_report.attention_runs(tmp_path)
+    assert len(runs) == 6 and "base" not in set(runs["name"])
+    table = attention_report.attention_by_beta(runs)
+    dusk0 = table[(table["beta"] == 0.0) & (table["domain"] == "camvid:dusk")].iloc[0]
+    assert dusk0["seeds"] == 2 and dusk0["mu_spatial_std mean"] == pytest.approx(0.03)
+    assert dusk0["mIoU mean"] == pytest.approx(30.5) and dusk0["mIoU std"] == pytest.approx(0.7071, abs=1e-4)
+    assert table[(table["beta"] == 0.1)]["seeds"].tolist() == [1, 1]
+    per_class = attention_report.mu_per_class(json.loads((tmp_path / "a-b0-s0" / "scores.json").read_text()))
+    assert per_class.loc["road", "camvid:val"] == 0.9 and per_class.loc["road", "camvid:dusk"] == 0.3
+    assert math.isnan(per_class.loc["sky", "camvid:dusk"])
+    assert attention_report.mu_per_class(json.loads((tmp_path / "base" / "scores.json").read_text())) is None
+    fig = attention_report.plot_against_beta(table)
+    assert len(fig.axes) == 2

@@ -29,7 +29,7 @@ from torch import nn
 
 from aiblib.data import CAMVID_CLASSES, CAMVID_GROUPS, IGNORE_INDEX
 from aiblib.evaluation.metrics import class_names
-from aiblib.model.attention import kl_bits
+from aiblib.model import kl_bits
 
 __all__ = ["AttentionStats", "STAT_KEYS", "attention_outputs", "has_attention"]
 

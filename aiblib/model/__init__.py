@@ -4,6 +4,7 @@ heads (:mod:`.heads`), the segmentor (:mod:`.segmentor`).
 Floor 1: torch only; imports nothing else of aiblib.
 """
 
+from aiblib.model.attention import kl_bits
 from aiblib.model.segmentor import AIBRSegmentor, ModelConfig, build_model, multisample_strategy
 
-__all__ = ["AIBRSegmentor", "ModelConfig", "build_model", "multisample_strategy"]
+__all__ = ["AIBRSegmentor", "ModelConfig", "build_model", "multisample_strategy", "kl_bits"]
