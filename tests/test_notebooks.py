@@ -16,6 +16,7 @@ import typing
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 import yaml
 
@@ -185,12 +186,15 @@ def test_papermill_smoke_run_of_every_notebook_from_notebooks_folder(tmp_path, m
         assert all(0.0 <= s["mIoU"] <= 100.0 for s in scores["scores"].values())
     run("03-visualize-attention", "dg-aib-attention/03-visualize-attention.ipynb")  # interactive: the browser too
     figures = sorted(p.name for p in (out / "dg-aib-attention").glob("*.png"))
-    assert figures == sorted(f"{t.replace(':', '-')}_{i}_{kind}.png" for t in smoke["eval_targets"] for i in range(2)
-                             for kind in ("prediction", "uncertainty"))
+    assert figures == sorted([*(f"{t.replace(':', '-')}_{i}_{kind}.png" for t in smoke["eval_targets"] for i in range(2)
+                                for kind in ("prediction", "uncertainty")), "mu_per_class.png"])
     executed = nbformat.read(out / "dg-aib-attention" / "03-visualize-attention.ipynb", as_version=4)
     assert "application/vnd.jupyter.widget-view+json" in executed.cells[-1].outputs[0]["data"]
     run("04-report", "04-report.ipynb")
     assert (out / "summary.csv").is_file() and "| protocol |" in (out / "README.md").read_text()
+    attention = pd.read_csv(out / "attention.csv")  # the AIBR run's diagnostics per domain, from 02's scores.json
+    assert sorted(attention["domain"]) == sorted(smoke["eval_targets"]) and (attention["seeds"] == 1).all()
+    assert attention["mu_mean mean"].between(0, 1).all()
     assert sorted(p.name for p in (project / "notebooks").iterdir()) == [f"{n}.ipynb" for n in EXPECTED]
 
 
