@@ -34,7 +34,7 @@ RUN ?= dg-r50
 GPUS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast reproduce data run sweep seeds camvid camvid-data report robustness paper gpu-check gpu-profile lab test-browser clean clean-runs
+.PHONY: help setup test test-fast reproduce data run sweep seeds camvid camvid-beta camvid-data report robustness paper gpu-check gpu-profile lab test-browser clean clean-runs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -98,7 +98,8 @@ reproduce: $(STAMP) ## the embedded default, end to end: 00 -> 01 -> 02 -> 03 ->
 
 # The β × seed grid: the data step (its executed 00 into SWEEP_RESULTS, so results/00-prepare-data.ipynb of make
 # reproduce stays as it is), per seed the baseline and one AIBR run per β, then 04-report (mean ± std over seeds).
-# A run already done with the same parameters at the same commit is skipped, so a rerun continues.
+# A run already done with the same parameters and the same code (run.json: the digest of the code that shapes training
+# and evaluation) is skipped, so a rerun continues, also after commits that left that code alone.
 sweep: $(STAMP) ## β × seed sweep into results/sweep-PROTOCOL/: make sweep [PARAMS=...] BETAS="0 1e-4 1e-3 1e-2" SEEDS="0 1 2"
 	@start=$$(date +%s); total=$$(( $(words $(SEEDS)) * ($(words $(BETAS)) + 1) * 2 + 2 )); k=2; \
 	$(MAKE) --no-print-directory $(SWEEP_DATA) RESULTS=$(SWEEP_RESULTS) STEP=1/$$total || exit $$?; \
@@ -150,6 +151,27 @@ camvid: $(STAMP) ## CamVid day -> dusk, baseline vs AIBR paired by seed, and syn
 	  -p interactive False -p results_root $(CAMVID_RESULTS) || exit $$?; \
 	$(MAKE) --no-print-directory report || exit $$?; \
 	echo "make camvid: done in $$(( $$(date +%s) - start )) s; $(CAMVID_RESULTS)/comparison.csv, $(CAMVID_RESULTS)/README.md"
+
+# β on real scenes: the β x seed grid of CAMVID_PARAMS (make sweep: each β paired with the baseline of the same seed,
+# finished runs skipped while their parameters and code digest match), then the parameter file's own β over
+# CAMVID_BETA_MORE seeds more (CAMVID_BETA_PAPER, the paper's β), into results/camvid-beta/: comparison.csv (AIBR - baseline per β, 95 % intervals, power),
+# attention.csv and attention_vs_beta_camvid-dusk.png (mIoU and selectivity against β). β 0 keeps the attention
+# without the information term. About 6 min a run on a 2-core CPU: the 22 runs take more than one sitting, and a
+# rerun continues.
+CAMVID_BETAS ?= 0 1e-4 1e-3 1e-2 1e-1
+CAMVID_BETA_SEEDS ?= 0 1 2
+CAMVID_BETA_MORE ?= 3 4
+CAMVID_BETA_PAPER ?= 1e-3
+CAMVID_BETA_RESULTS ?= $(RESULTS)/camvid-beta
+camvid-beta: $(STAMP) ## β on CamVid day -> dusk: make camvid-beta [CAMVID_BETAS="0 1e-4 1e-3 1e-2 1e-1"] [CAMVID_BETA_SEEDS="0 1 2"] [CAMVID_BETA_MORE="3 4"]
+	@start=$$(date +%s); \
+	for grid in "$(CAMVID_BETA_SEEDS)|$(CAMVID_BETAS)" "$(CAMVID_BETA_MORE)|$(CAMVID_BETA_PAPER)"; do \
+	  seeds=$${grid%%|*}; betas=$${grid#*|}; test -n "$$seeds" || continue; \
+	  $(MAKE) --no-print-directory sweep PROTOCOL=camvid-dusk PARAMS=$(CAMVID_PARAMS) SEEDS="$$seeds" BETAS="$$betas" \
+	    SWEEP_DATA=camvid-data SWEEP_RESULTS=$(CAMVID_BETA_RESULTS) SWEEP_RUNS=runs/camvid-beta \
+	    SWEEP_EXTRA="-p camvid_root $(CAMVID) $(CAMVID_EXTRA)" || exit $$?; \
+	done; \
+	echo "make camvid-beta: done in $$(( $$(date +%s) - start )) s; $(CAMVID_BETA_RESULTS)/comparison.csv, attention.csv"
 
 paper: $(STAMP) ## a paper run on real data: make paper RUN=dg-r50 GPUS=4 (params/paper/RUN.yaml)
 	@test -f params/paper/$(RUN).yaml || (echo "error: no params/paper/$(RUN).yaml; choose RUN from: $$(ls params/paper | sed 's/.yaml//' | tr '\n' ' ')" >&2; exit 2)

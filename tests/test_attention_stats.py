@@ -147,5 +147,11 @@ def test_reports_tabulate_the_statistics_per_beta_and_mu_per_class(tmp_path):
     assert per_class.loc["road", "camvid:val"] == 0.9 and per_class.loc["road", "camvid:dusk"] == 0.3
     assert math.isnan(per_class.loc["sky", "camvid:dusk"])
     assert attention_report.mu_per_class(json.loads((tmp_path / "base" / "scores.json").read_text())) is None
-    fig = attention_report.plot_against_beta(table)
-    assert len(fig.axes) == 2
+    import pandas as pd
+
+    summary = pd.DataFrame([{"protocol": "camvid-dusk", "depth": 18, "method": "baseline", "camvid:dusk mean": 1.0},
+                            {"protocol": "dg", "depth": 18, "method": "baseline", "camvid:dusk mean": 9.0}])
+    fig = attention_report.plot_against_beta(table, summary=summary)
+    miou = fig.axes[0]
+    dashed = [line.get_ydata()[0] for line in miou.get_lines() if line.get_linestyle() == "--"]
+    assert len(fig.axes) == 2 and dashed == [1.0]  # the baseline of this protocol only

@@ -68,3 +68,19 @@ def test_a_sweeps_data_step_writes_into_the_sweeps_folder_not_results(tmp_path):
     # make reproduce's data step is the one that writes results/00-prepare-data.ipynb
     reproduce = _make("-n", "reproduce", f"RESULTS={results}").stdout
     assert _data_notebooks(reproduce) == [f"{results}/00-prepare-data.ipynb"], reproduce
+
+
+def test_make_camvid_beta_runs_every_beta_paired_with_its_seeds_baseline_and_five_seeds_of_the_papers_beta():
+    # make -n expands the nested makes too: the run commands the grid would execute
+    commands = _make("-n", "camvid-beta", "CAMVID=data/camvid").stdout
+    runs = [line for line in commands.splitlines() if "-m aiblib run " in line]
+    names = {shlex.split(line)[shlex.split(line).index("run") + 1] for line in runs}
+    for seed in (0, 1, 2):
+        assert f"camvid-dusk-baseline-s{seed}" in names
+        for beta in ("0", "1e-4", "1e-3", "1e-2", "1e-1"):
+            assert f"camvid-dusk-aib-b{beta}-s{seed}" in names
+    for seed in (3, 4):  # the paper's beta over 5 seeds, each with its baseline
+        assert {f"camvid-dusk-baseline-s{seed}", f"camvid-dusk-aib-b1e-3-s{seed}"} <= names
+        assert f"camvid-dusk-aib-b0-s{seed}" not in names
+    assert len(names) == 3 * 6 + 2 * 2
+    assert all("--results results/camvid-beta" in line and "--skip-done" in line for line in runs)

@@ -85,14 +85,20 @@ def plot_mu_per_class(table: pd.DataFrame, *, title: str = ""):
     return fig
 
 
-def plot_against_beta(table: pd.DataFrame, *, baseline: pd.DataFrame | None = None, title: str = ""):
+def plot_against_beta(table: pd.DataFrame, *, summary: pd.DataFrame | None = None, title: str = ""):
     """Two panels against β (log axis; β = 0 drawn at the left edge): mIoU and the selectivity
     (``mu_spatial_std``) with the noise (``std_mean``), one line per domain, error bars the std over seeds.
-    ``table``: :func:`attention_by_beta` of one protocol and depth. ``baseline``: rows with ``domain`` and
-    ``mIoU mean`` drawn as dashed lines. Returns the figure."""
+    ``table``: :func:`attention_by_beta` rows of one protocol and depth. ``summary``
+    (:func:`aiblib.reporting.report.summarize`): its baseline of that protocol and depth is drawn dashed.
+    Returns the figure."""
     betas = sorted(table["beta"].unique())
     positive = [b for b in betas if b > 0]
     zero_at = min(positive) / 10 if positive else 1e-5
+    baseline = None
+    if summary is not None:
+        protocol, depth = table["protocol"].iloc[0], table["depth"].iloc[0]
+        baseline = summary[(summary["protocol"] == protocol) & (summary["depth"] == depth)
+                           & (summary["method"] == "baseline")]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for i, (domain, rows) in enumerate(table.groupby("domain", sort=True)):
         rows = rows.sort_values("beta")
@@ -103,8 +109,8 @@ def plot_against_beta(table: pd.DataFrame, *, baseline: pd.DataFrame | None = No
         axes[1].errorbar(x, rows["mu_spatial_std mean"], yerr=rows["mu_spatial_std std"].fillna(0), marker="o",
                          capsize=3, color=color, label=f"{domain}: selectivity")
         axes[1].plot(x, rows["std_mean mean"], linestyle=":", color=color, label=f"{domain}: noise")
-        if baseline is not None:
-            for value in baseline.loc[baseline["domain"] == domain, "mIoU mean"]:
+        if baseline is not None and f"{domain} mean" in baseline:
+            for value in baseline[f"{domain} mean"].dropna():
                 axes[0].axhline(value, color=color, linestyle="--", linewidth=1)
     for ax, label in zip(axes, ("mIoU (%)  (dashed: baseline)", "spatial std of mu / mean std")):
         ax.set_xscale("log")
