@@ -4,7 +4,8 @@
   under torchrun; when rank 0 cannot take it, every rank raises the same one-line error.
 - :func:`resume_point`: the newest checkpoint that verifies (the size and CRC-32 of every record,
   :func:`aiblib.storage.checkpoint.verify_checkpoint`) and loads; each file skipped is named, with why,
-  in one line; ``last.pth`` is restored from the one chosen when it was not ``last.pth``.
+  in one line; ``last.pth`` is restored from the one chosen when it was not ``last.pth``. Rank 0 chooses
+  and sends every rank the path and iteration, so all ranks start from the same file.
 - :func:`open_run_dir`: create the folders, start or trim the log, save the configuration.
 - :func:`restore_rng`: each rank's RNG states as saved.
 """
@@ -18,7 +19,7 @@ from typing import Iterator
 
 import torch.distributed as dist
 
-from aiblib.config import Config, Process, barrier, check_resumable, set_rng_state
+from aiblib.config import Config, Process, barrier, check_resumable, raise_on_every_rank, set_rng_state
 from aiblib.errors import AlreadyExists, ConfigError, RunLockedError, UserError
 from aiblib.storage import (
     LOG_NAME,
@@ -103,8 +104,9 @@ def _newest(files: list[Path]) -> tuple[dict | None, Path | None, list[tuple[Pat
     return state, (last if state is not None else None), skipped
 
 
-def resume_point(cfg: Config, run_dir: Path, proc: Process) -> dict | None:
-    """The checkpoint to resume from (None for a fresh run); every rank decides the same."""
+def _choose(cfg: Config, run_dir: Path) -> tuple[dict, Path] | None:
+    """Rank 0's choice: the checkpoint to resume from, loaded, and its path (None for a fresh run); each file
+    skipped is named; ``last.pth`` becomes a copy of the one chosen when it was not ``last.pth``."""
     ckpt_dir = checkpoint_dir(run_dir)
     files = training_checkpoints(ckpt_dir)
     if not files:
@@ -119,16 +121,58 @@ def resume_point(cfg: Config, run_dir: Path, proc: Process) -> dict | None:
         listing = "; ".join(f"{p.name}: {why}" for p, why in skipped)
         raise UserError(f"cannot resume {run_dir}: no checkpoint in {ckpt_dir} is whole ({listing}); to start "
                         f"afresh, delete {ckpt_dir} (or train under another name)")
-    if proc.is_main:
-        for p, why in skipped:
-            print(f"warning: skipped {p} ({why}); resuming from {path.name} at iteration {state['iteration']}",
-                  file=sys.stderr, flush=True)
+    for p, why in skipped:
+        print(f"warning: skipped {p} ({why}); resuming from {path.name} at iteration {state['iteration']}",
+              file=sys.stderr, flush=True)
     check_resumable(state["config"], cfg, path)
     if state["iteration"] > cfg.iterations:
         raise ConfigError(f"{path} is at iteration {state['iteration']} > iterations={cfg.iterations}")
     last = last_checkpoint(run_dir)
-    if proc.is_main and path != last:  # evaluation reads last.pth
+    if path != last:  # evaluation reads last.pth
         atomic_copy(path, last, note=f"; {path} is whole: run the same command again to resume from it")
+    return state, path
+
+
+def resume_point(cfg: Config, run_dir: Path, proc: Process) -> dict | None:
+    """The checkpoint to resume from (None for a fresh run), the same on every rank.
+
+    Rank 0 chooses it (:func:`_choose`) and sends every rank its path and iteration, or its error; each
+    rank loads that file. Ranks never list the folder themselves: on a shared file system with attribute
+    caching their listings can differ, and ranks starting at different iterations would wait on each
+    other's collectives forever. A rank that cannot read the file rank 0 chose stops every rank, in one line.
+    """
+    chosen, error = None, None
+    if proc.is_main:
+        try:
+            chosen = _choose(cfg, run_dir)
+        except Exception as exc:  # noqa: BLE001 - every rank must learn of it before raising
+            error = exc
+    if not proc.distributed:
+        if error is not None:
+            raise error
+        return None if chosen is None else chosen[0]
+    box = [None if error is None else (str(error), getattr(error, "exit_status", 1)),
+           None if chosen is None else (str(chosen[1]), int(chosen[0]["iteration"]))]
+    dist.broadcast_object_list(box, src=0)
+    failed, point = box
+    if failed is not None:
+        if error is None:  # rank 0 prints the line
+            error = UserError(f"rank 0 could not choose the checkpoint to resume from: {failed[0]}")
+            error.exit_status, error.every_rank = failed[1], True
+        raise error
+    if point is None:
+        return None
+    path, iteration = Path(point[0]), point[1]
+    if proc.is_main:
+        state, failure = chosen[0], None
+    else:
+        state, why = _load(path)
+        failure = None
+        if state is None or int(state["iteration"]) != iteration:
+            why = why or f"it holds iteration {state['iteration']}, rank 0 read {iteration}"
+            failure = UserError(f"rank {proc.rank} cannot resume from {path}, the checkpoint rank 0 chose ({why}); "
+                                "every rank must see the run directory on one shared file system")
+    raise_on_every_rank(failure, proc.device)
     return state
 
 
