@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import errno
 import json
+import multiprocessing
 import os
+import pathlib
 import re
 import resource
 import shutil
@@ -29,7 +31,7 @@ from conftest import REPO, TINY, as_args, read_checkpoint, subprocess_env, tiny_
 from aiblib.__main__ import main
 from aiblib.config import load_config
 from aiblib.errors import RunLockedError
-from aiblib.storage import RunLock, atomic, read_lock, read_log, runlog, verify_checkpoint
+from aiblib.storage import RunLock, atomic, read_log, runlog, verify_checkpoint
 from aiblib.training import loop
 
 LAST_WORDS = "run the same command (or notebook) again to resume"
@@ -240,10 +242,14 @@ def test_a_full_disk_while_writing_the_log_is_one_line_and_the_rerun_ends(synthe
 
 
 # ---------------------------------------------------------------- two writers
+def _holder(lock_file: Path) -> dict:
+    return json.loads(lock_file.read_text())
+
+
 def test_the_lock_names_a_live_holder_and_takes_over_a_dead_ones(tmp_path, capsys):
     lock_file, host = tmp_path / ".lock", socket.gethostname()
     with RunLock(tmp_path):
-        assert read_lock(tmp_path)["pid"] == os.getpid() and read_lock(tmp_path)["host"] == host
+        assert _holder(lock_file)["pid"] == os.getpid() and _holder(lock_file)["host"] == host
         with pytest.raises(RunLockedError, match=re.escape(f"{tmp_path} is in use by process {os.getpid()} on {host} ")):
             RunLock(tmp_path).acquire()
     assert not lock_file.exists()
@@ -251,7 +257,7 @@ def test_the_lock_names_a_live_holder_and_takes_over_a_dead_ones(tmp_path, capsy
     for holder in ({"pid": _dead_pid(), "host": host}, {"pid": os.getppid(), "host": host, "pid_started": "1"}):
         lock_file.write_text(json.dumps(holder))
         with RunLock(tmp_path):
-            assert read_lock(tmp_path)["pid"] == os.getpid()
+            assert _holder(lock_file)["pid"] == os.getpid()
         assert capsys.readouterr().err == (f"warning: taking over the stale lock {lock_file} (of process "
                                            f"{holder['pid']} on {host}, not running)\n")
         assert not lock_file.exists()
@@ -260,6 +266,56 @@ def test_the_lock_names_a_live_holder_and_takes_over_a_dead_ones(tmp_path, capsy
     with pytest.raises(RunLockedError, match=f"in use by process 4242 on elsewhere .*delete {re.escape(str(lock_file))}$"):
         RunLock(tmp_path).acquire()
     assert lock_file.exists()
+
+
+RACERS = 8
+
+
+def _race_for_the_lock(run_dir: Path, start, done, results) -> None:
+    """One of the racing processes: take ``run_dir``'s lock when all are ready; hold it until all have tried."""
+    unlink = pathlib.Path.unlink
+
+    def slow_unlink(self, missing_ok=False):  # a slow shared file system: what a takeover does next comes late
+        time.sleep(0.3)
+        unlink(self, missing_ok=missing_ok)
+
+    pathlib.Path.unlink = slow_unlink
+    start.wait(timeout=60)
+    try:
+        lock = RunLock(run_dir).acquire()
+    except RunLockedError as exc:
+        results.put(("refused", str(exc)))
+        return
+    except Exception as exc:  # noqa: BLE001 - reported to the test, which fails on it
+        results.put(("failed", repr(exc)))
+        return
+    results.put(("took", os.getpid()))
+    done.wait(timeout=60)
+    lock.release()
+
+
+def test_racing_processes_take_a_stale_lock_over_exactly_once(tmp_path):
+    """8 processes released at once try to take over a dead process's lock: one takes it, 7 are refused."""
+    lock_file, host = tmp_path / ".lock", socket.gethostname()
+    lock_file.write_text(json.dumps({"pid": _dead_pid(), "host": host, "started": "2026-01-01T00:00:00"}))
+    context = multiprocessing.get_context("fork")  # the racers only open files: no threads of this process needed
+    start, done, results = context.Barrier(RACERS), context.Event(), context.Queue()
+    racers = [context.Process(target=_race_for_the_lock, args=(tmp_path, start, done, results)) for _ in range(RACERS)]
+    for racer in racers:
+        racer.start()
+    try:
+        outcomes = [results.get(timeout=60) for _ in racers]
+    finally:
+        done.set()
+        for racer in racers:
+            racer.join(timeout=30)
+    assert all(racer.exitcode == 0 for racer in racers)
+    took = [who for kind, who in outcomes if kind == "took"]
+    refused = [message for kind, message in outcomes if kind == "refused"]
+    assert len(took) == 1 and len(refused) == RACERS - 1, outcomes
+    assert all(m.startswith(f"run directory {tmp_path} is in use by process {took[0]} on {host} ") for m in refused), \
+        refused  # each names the holder, not the dead process whose lock it took over
+    assert not lock_file.exists()  # released by the one holder
 
 
 _PAUSED = """
