@@ -5,8 +5,8 @@ worker killed by SIGKILL, with ``num_workers`` 0 and 2 and under a two-process `
 CPU: each case asserts the one line, the exit status, that the command ended within a time limit
 (a hang fails the test, it does not hang CI), that no process of the command is left (its process
 group is empty) and that the run directory's lock is released (it can be taken at once). Also: a
-second Ctrl-C with workers alive, evaluation with workers, ``prepare --check-images`` and the
-notebook runner's line for a dead worker.
+second Ctrl-C with workers alive, evaluation with workers, ``prepare --check-images`` (a FIFO listed,
+never opened) and the notebook runner's line for a dead worker.
 """
 
 from __future__ import annotations
@@ -297,6 +297,22 @@ def test_check_images_lists_every_damaged_file_in_one_report(synthetic_root, tmp
     rows = {tuple(line.split()[:2]): int(line.split()[-1]) for line in out.splitlines()[2:]}
     assert rows[("bdd100k", "train")] == 1 and rows[("nightcity", "val")] == 1 and rows[("cityscapes", "val")] == 1
     assert rows[("bdd100k", "val")] == 1 and sum(rows.values()) == 4
+
+
+def test_check_images_lists_a_fifo_as_not_a_regular_file_without_opening_it(synthetic_root, tmp_path):
+    """In a child process with a time limit: opening the FIFO would wait for a writer forever."""
+    root = _damaged_root(synthetic_root, tmp_path)
+    fifo = _first(root, "bdd100k/images/10k/val/*.jpg")
+    fifo.unlink()
+    os.mkfifo(fifo)
+    child, start = _start([sys.executable, "-m", "aiblib", "prepare", "--check-images", "--root", str(root),
+                           "--workers", "1"])
+    status, err = _end(child, LIMIT_S)
+    assert status == 1 and time.monotonic() - start < LIMIT_S, err[-3000:]
+    listed = [line.strip() for line in err.splitlines() if line.startswith("  ")]
+    assert f"{fifo} is a FIFO (named pipe), not a regular file; it was not opened" in listed, listed
+    assert "2 problem(s)" in err and any(line.endswith("has no image (looked for it in "
+                                                       f"{fifo.parent})") for line in listed), listed
 
 
 def test_check_images_of_a_camvid_folder(camvid_root, tmp_path, capsys):

@@ -9,6 +9,10 @@ pair is read by the dataset's own ``load`` (the image decoded whole, the label d
 values checked, the two sizes compared), for every split of every dataset found (cityscapes,
 bdd100k, nightcity-fine; or every folder of a CamVid folder), in ``workers`` processes.
 
+A file in an image or label folder that is not a regular file (a FIFO, a device, a socket) is listed
+as such, found by ``stat`` and never opened: opening a FIFO waits for a writer, and reading a device
+may never end. The dataset listing skips such files, so its partner is listed as unpaired too.
+
 :func:`check_images` returns one row per dataset split (``dataset, split, pairs, damaged``) with
 the problems, one line each naming its file, in ``summary.attrs["problems"]``.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import stat
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -40,6 +45,26 @@ def _pair_problem(item: tuple[bool, Path, Path]) -> str | None:
     except (DataError, OSError) as exc:
         return " ".join(str(exc).split())
     return None
+
+
+_KINDS = ((stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+          (stat.S_ISSOCK, "socket"))
+
+
+def _not_regular(folder: Path) -> list[str]:
+    """One line per entry under ``folder`` that is neither a regular file nor a folder, by ``stat`` (never opened)."""
+    found = []
+    for parent, _, names in os.walk(folder):
+        for name in sorted(names):
+            path = Path(parent) / name
+            try:
+                mode = path.stat().st_mode
+            except OSError:  # a dangling link, or gone since the walk
+                continue
+            if not stat.S_ISREG(mode):
+                kind = next((k for test, k in _KINDS if test(mode)), "special file")
+                found.append(f"{path} is a {kind}, not a regular file; it was not opened")
+    return found
 
 
 def _splits(root: Path, *, camvid: bool, datasets: list[str] | None) -> list[tuple[str, str]]:
@@ -69,9 +94,11 @@ def check_images(root: str | Path, *, camvid: bool = False, datasets: list[str] 
                 continue  # a test split is optional
             problems.append(str(exc).splitlines()[0])
             continue
-        problems += list(pairing.unpaired)
+        folders = dict.fromkeys((pairing.image_dir, pairing.label_dir))
+        special = [line for folder in folders for line in _not_regular(folder)]
+        problems += special + list(pairing.unpaired)
         todo += [(dataset, split, image, label) for image, label in pairing.pairs]
-        rows.append({"dataset": dataset, "split": split, "pairs": len(pairing.pairs), "damaged": 0})
+        rows.append({"dataset": dataset, "split": split, "pairs": len(pairing.pairs), "damaged": len(special)})
     # spawned, not forked: a fork of a process with running threads (torch's, a notebook kernel's) can inherit a
     # held lock and wait on it forever (seen: the test suite's process, after an in-process training)
     context = multiprocessing.get_context("spawn")
