@@ -1,12 +1,13 @@
 """Damaged data never hangs a run (issue 22), through the command line ``python -m aiblib``.
 
-A truncated image, a truncated label, files removed after the dataset was listed and a data-loader
-worker killed by SIGKILL, with ``num_workers`` 0 and 2 and under a two-process ``torchrun`` on the
-CPU: each case asserts the one line, the exit status, that the command ended within a time limit
-(a hang fails the test, it does not hang CI), that no process of the command is left (its process
-group is empty) and that the run directory's lock is released (it can be taken at once). Also: a
-second Ctrl-C with workers alive, evaluation with workers, ``prepare --check-images`` (a FIFO listed,
-never opened) and the notebook runner's line for a dead worker.
+A truncated image, a truncated label, files removed after the dataset was listed, a read that never
+returns (``data_timeout``) and a data-loader worker killed by SIGKILL, with ``num_workers`` 0 and 2
+and under a two-process ``torchrun`` on the CPU: each case asserts the one line, the exit status,
+that the command ended within a time limit (a hang fails the test, it does not hang CI), that no
+process of the command is left (its process group is empty) and that the run directory's lock is
+released (it can be taken at once). Also: a second Ctrl-C with workers alive, evaluation with
+workers, ``prepare --check-images`` (a FIFO listed, never opened) and the notebook runner's line for
+a dead worker.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from papermill.exceptions import PapermillExecutionError
 from PIL import Image
 
 from aiblib.__main__ import main
+from aiblib.config import load_config
 from aiblib.data import CHECK_HINT
 from aiblib.errors import UserError, WorkerFailed
 from aiblib.notebooks import runner
@@ -167,6 +169,48 @@ def test_files_removed_after_the_listing_end_training_in_one_line_and_the_checkp
     assert "No such file or directory" in line, line
     assert verify_checkpoint(last) is None  # the last good checkpoint is whole
     _lock_released(run)
+
+
+# ---------------------------------------------------------------- a read that never returns
+# torchvision's reader stats a file before it opens it and refuses one of size 0, so a FIFO fails at once; a reader
+# that opens first (as a read on a stalled network file system, whose open or read never returns) blocks on it
+_OPENING_READER = """
+import sys
+import torch
+from aiblib.__main__ import main
+from aiblib.data import files
+def read_file(path):
+    with open(path, "rb") as f:
+        return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
+files.read_file = read_file
+sys.exit(main(["train", *sys.argv[1:]]))
+"""
+
+
+@pytest.mark.slow
+def test_a_read_that_never_returns_ends_training_in_one_line_after_data_timeout(synthetic_root, tmp_path):
+    root, run = _damaged_root(synthetic_root, tmp_path), tmp_path / "run"
+    child, _ = _start([sys.executable, "-c", _OPENING_READER,
+                       *as_args(tiny_overrides(root, run, num_workers=2, iterations=200, data_timeout=3.0))])
+    _wait_for(run / "checkpoints" / "last.pth", child)  # listed long ago; now a training image blocks when opened
+    fifo = _first(root, "cityscapes/leftImg8bit/train/*/*.png")
+    os.mkfifo(tmp_path / "fifo")
+    os.replace(tmp_path / "fifo", fifo)
+    swapped = time.monotonic()
+    status, err = _end(child, LIMIT_S)
+    assert status == 2 and time.monotonic() - swapped < 3.0 + STOPPED_S, err[-3000:]
+    (line,) = _error_lines(err)
+    assert line.startswith("error: no batch within data_timeout=3 s: a data-loader worker is stuck reading image "
+                           f"{fifo} (label "), line
+    assert err.strip().splitlines()[-1] == line
+    _lock_released(run)  # and _end saw no process of the command left: the stuck worker was ended too
+
+
+@pytest.mark.parametrize("seconds", [-1.0, float("inf"), float("nan")])
+def test_data_timeout_must_be_seconds_of_zero_or_more(seconds):
+    with pytest.raises(ValueError, match=r"config key 'data_timeout': expected seconds >= 0 \(0 = wait forever\)"):
+        load_config(None, {"data_timeout": seconds})
+    assert load_config(None, {"data_timeout": 0}).data_timeout == 0.0  # waits forever, as DataLoader's own default
 
 
 # ---------------------------------------------------------------- a dead worker, Ctrl-C with workers

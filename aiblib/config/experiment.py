@@ -68,6 +68,7 @@ class Config(ModelConfig):
     augment_on: str = _f("cpu", "where the training augmentation runs: 'cpu' (DataLoader workers) | 'device' (resize, crop, flip, photometric and normalization batched on the training device; decoding and the random draws stay in the workers; the same draws either way)")
     images_per_iteration: int = _f(8, "images per training iteration, all processes together (the reference: 2 per GPU x 4 GPUs = 8); split evenly across processes")
     num_workers: int = _f(2, "DataLoader worker processes per process")
+    data_timeout: float = _f(300.0, "seconds a training waits for a batch from its DataLoader workers before it stops in one line naming the file being read (a stalled network file system); 0 = wait forever; with num_workers 0 the process reads itself and a read that blocks is not timed out")
     # --- schedule ---
     iterations: int = _f(40000, "training iterations")
     lr: float = _f(0.01, "SGD base learning rate")
@@ -134,6 +135,8 @@ class Config(ModelConfig):
                     "synth_val"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key {key!r} must be >= 0, got {getattr(self, key)!r}")
+        if not 0 <= self.data_timeout < float("inf"):
+            raise ConfigError(f"config key 'data_timeout': expected seconds >= 0 (0 = wait forever), got {self.data_timeout!r}")
         for target in self.eval_targets:
             if target.count(":") != 1 or not all(target.split(":")):
                 raise ConfigError(f"config key 'eval_targets': expected 'dataset:split' entries, got {target!r}")
@@ -182,7 +185,7 @@ MODEL_KEYS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 CONFIG_KEYS = frozenset(f.name for f in dataclasses.fields(Config))
 # keys that may change when a run is resumed (everything else must match the saved config.yaml)
 RUNTIME_KEYS = (
-    "iterations", "val_interval", "checkpoint_interval", "log_interval", "num_workers", "device", "augment_on",
+    "iterations", "val_interval", "checkpoint_interval", "log_interval", "num_workers", "data_timeout", "device", "augment_on",
     "threads", "progress", "resume", "data_root", "camvid_root", "runs_root", "name", "run_dir", "eval_mode",
     "slide_crop", "slide_stride", "tta_scales", "tta_flip", "eval_seed", "export_count", "test_samples",
     "val_dataset", "val_split", "pretrained", "amp", "channels_last", "compile", "sync_bn", "deterministic_algorithms",

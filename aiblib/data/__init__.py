@@ -55,7 +55,16 @@ from aiblib.data.files import (
     nightcity_files,
     require_pairs,
 )
-from aiblib.data.loading import CHECK_HINT, STOP_SIGNALS, Batches, Guarded, GuardedCollate, LoadFailure, worker_init
+from aiblib.data.loading import (
+    CHECK_HINT,
+    STOP_SIGNALS,
+    Batches,
+    Guarded,
+    GuardedCollate,
+    LoadFailure,
+    Reading,
+    worker_init,
+)
 from aiblib.data.photometric import PhotometricDraws
 from aiblib.data.transforms import TestTransform, denormalize, scale_size, test_transform
 
@@ -68,7 +77,7 @@ __all__ = [
     "CAMVID_ROOT", "CAMVID_VOID", "CAMVID_GROUPS", "CAMVID_CLASSES", "CAMVID_PALETTE", "CAMVID_SEQUENCES",
     "CamVidSplit", "CAMVID_SPLITS", "camvid_train_ids", "read_camvid_label", "check_camvid_root", "camvid_files",
     "camvid_confusion",
-    "LoadFailure", "Guarded", "GuardedCollate", "Batches", "worker_init", "STOP_SIGNALS", "CHECK_HINT",
+    "LoadFailure", "Reading", "Guarded", "GuardedCollate", "Batches", "worker_init", "STOP_SIGNALS", "CHECK_HINT",
     "TestTransform", "denormalize", "scale_size", "test_transform", "train_transform",
     "AugmentDraws", "PhotometricDraws", "apply_batch", "collate_drawn",
 ]

@@ -1,4 +1,5 @@
-"""Data-loader batches that never hang a run: a damaged file or a dead worker ends it in seconds, in one line.
+"""Data-loader batches that never hang a run: a damaged file, a dead worker or a read that never returns ends it in
+one line.
 
 A ``DataLoader`` with workers re-raises a worker's exception as its whole traceback, and a worker
 that ignores SIGTERM (as ours do, see :func:`worker_init`) outlives ``DataLoader``'s own shutdown, so
@@ -12,6 +13,12 @@ a failed run used to wait on its workers forever. Here:
   status 2) with that message, a worker that died (the OOM killer's SIGKILL) raises
   :class:`~aiblib.errors.WorkerFailed` (exit status 1) naming it; :meth:`Batches.close` (also on
   leaving ``with``) ends the workers within seconds, with SIGKILL for any that did not stop.
+- A read that never returns (a stalled network file system, a file that blocks when opened): with the
+  loader's ``timeout``, a batch that does not come in time raises ``DataError`` (exit status 2) naming
+  the files a worker is stuck on, which each worker notes in a :class:`Reading` (shared memory) before
+  it reads an item; the workers are killed at once (a read that never returns is not interrupted by a
+  request to stop). Only workers are timed out: with ``num_workers`` 0 the main process reads, and a
+  read that blocks it cannot be interrupted from the process itself.
 - :func:`worker_init` is the workers' ``worker_init_fn``: SIGINT and SIGTERM are ignored (the main
   process finishes its step on them; a Ctrl-C or torchrun's ``killpg`` reaches the workers too), and
   a worker dies with its parent (Linux ``PR_SET_PDEATHSIG``), so a ``kill -9`` leaves none behind.
@@ -22,17 +29,21 @@ Any other exception in a worker is a bug: it keeps DataLoader's traceback, and t
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import signal
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
-from torch.utils.data import DataLoader, Dataset, default_collate
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
 from aiblib.data.facts import DataError
 from aiblib.errors import WorkerFailed
 
-__all__ = ["LoadFailure", "Guarded", "GuardedCollate", "Batches", "worker_init", "STOP_SIGNALS", "CHECK_HINT"]
+__all__ = ["LoadFailure", "Reading", "Guarded", "GuardedCollate", "Batches", "worker_init", "STOP_SIGNALS",
+           "CHECK_HINT"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 CHECK_HINT = "python -m aiblib prepare --check-images lists every damaged file of a data root"
@@ -47,20 +58,51 @@ class LoadFailure:
     message: str
 
 
-class Guarded(Dataset):
-    """``dataset``'s items, or a :class:`LoadFailure` where reading a file failed (``DataError``, ``OSError``)."""
+class Reading:
+    """The item each data-loader worker is reading, in memory shared with the main process: :class:`Guarded`
+    notes an item's position before it reads it (and -1 after); :meth:`stuck` names the files of those
+    still being read. ``files[i]`` is what item ``i`` reads: a dataset's (image, label) pairs."""
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(self, files: Sequence[tuple[Path, Path]], workers: int) -> None:
+        self.files = files
+        self._slots = multiprocessing.RawArray(ctypes.c_int64, [-1] * max(workers, 1))
+
+    def note(self, position: int) -> None:
+        """In a worker: it reads item ``position`` now (-1: none); in the main process nothing is noted."""
+        info = get_worker_info()
+        if info is not None:
+            self._slots[info.id] = position
+
+    def stuck(self) -> list[str]:
+        """The items the workers are reading now, each as ``image PATH (label PATH)``."""
+        return [f"image {self.files[i][0]} (label {self.files[i][1]})" for i in self._slots if i >= 0]
+
+
+class Guarded(Dataset):
+    """``dataset``'s items, or a :class:`LoadFailure` where reading a file failed (``DataError``, ``OSError``);
+    with ``reading``, each item's position is noted there while it is read."""
+
+    def __init__(self, dataset: Dataset, *, reading: Reading | None = None) -> None:
         self.dataset = dataset
+        self.reading = reading
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, key: Any) -> Any:
+        return self.get(key)
+
+    def get(self, key: Any, *, generator: torch.Generator | None = None) -> Any:
+        """Item ``key`` (with ``generator``: the dataset's ``get``, its random draws taken from it), or a failure."""
+        if self.reading is not None:
+            self.reading.note(key)
         try:
-            return self.dataset[key]
+            return self.dataset[key] if generator is None else self.dataset.get(key, generator=generator)
         except (DataError, OSError) as exc:
             return LoadFailure(" ".join(str(exc).split()))
+        finally:
+            if self.reading is not None:
+                self.reading.note(-1)
 
 
 class GuardedCollate:
@@ -86,7 +128,9 @@ def worker_init(worker_id: int) -> None:
 
 class Batches:
     """Iterate ``loader`` (built on a :class:`Guarded` dataset with a :class:`GuardedCollate`): each
-    batch as the loader gives it; ``DataError`` for a failed item, ``WorkerFailed`` for a dead worker.
+    batch as the loader gives it; ``DataError`` for a failed item or for no batch within the loader's
+    ``timeout`` (naming what ``reading``, the Guarded dataset's, says the workers are stuck on),
+    ``WorkerFailed`` for a dead worker.
 
     Use as ``with Batches(loader) as batches: ...`` or call :meth:`close`: the workers are ended
     either way, within seconds (a worker ignores SIGTERM, so one that does not stop gets SIGKILL).
@@ -94,7 +138,8 @@ class Batches:
 
     # DataLoader's iterator has no public way to reach its worker processes: ``_workers``, ``_shutdown`` and
     # ``_shutdown_workers`` are its private names (unchanged since torch 1.x); without workers none is used
-    def __init__(self, loader: DataLoader) -> None:
+    def __init__(self, loader: DataLoader, *, reading: Reading | None = None) -> None:
+        self._timeout, self._reading = loader.timeout, reading
         previous = signal.getsignal(signal.SIGCHLD)
         self._iterator = iter(loader)
         self._workers = list(getattr(self._iterator, "_workers", []))
@@ -112,6 +157,11 @@ class Batches:
         try:
             batch = next(self._iterator)
         except RuntimeError as exc:
+            if str(exc).startswith("DataLoader timed out"):
+                message = self._stalled()
+                for worker in self._workers:  # one stuck in a read would not come to a request to stop
+                    worker.kill()
+                raise DataError(message) from None
             if not str(exc).startswith("DataLoader worker"):
                 raise
             self._check_workers()
@@ -119,6 +169,13 @@ class Batches:
         if isinstance(batch, LoadFailure):
             raise DataError(f"{batch.message} ({CHECK_HINT})")
         return batch
+
+    def _stalled(self) -> str:
+        """The line for no batch within the timeout: the files the workers are stuck on, where noted."""
+        stuck = self._reading.stuck() if self._reading is not None else []
+        where = f"a data-loader worker is stuck reading {'; '.join(stuck)}" if stuck else "the workers are stuck"
+        return (f"no batch within data_timeout={self._timeout:g} s: {where} (a stalled network file system, or a file "
+                "that blocks when opened?); the run stopped")
 
     def _check_workers(self) -> None:
         if getattr(self._iterator, "_shutdown", False):  # the loader ended its workers itself (an epoch's end)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from aiblib.config import Config, Process
-from aiblib.data import Batches, Guarded, GuardedCollate, apply_batch, collate_drawn, worker_init
+from aiblib.data import Batches, Guarded, GuardedCollate, Reading, apply_batch, collate_drawn, worker_init
 from aiblib.errors import MissingFile
 from aiblib.model import build_model
 from aiblib.paths import project_path
@@ -60,7 +60,8 @@ def wrap_ddp(model: nn.Module, cfg: Config, proc: Process) -> nn.Module:
 def training_batches(cfg: Config, proc: Process, train_set, start: int, per_process: int) -> Batches:
     """Endless batches of ``per_process`` images of this process's shard, from iteration ``start`` on (with
     ``augment_on: device``: lists of uint8 images, labels and their draws, :func:`aiblib.data.collate_drawn`;
-    a file that cannot be read raises ``DataError`` naming it; close the batches to end the workers)."""
+    a file that cannot be read raises ``DataError`` naming it, and so does a batch that its workers do not deliver
+    within ``data_timeout`` seconds, naming the files they are stuck on; close the batches to end the workers)."""
     if cfg.num_workers > 0:
         # the workers run OpenCV (the CPU augmentation's resize and colour steps) in one thread, as the DataLoader
         # sets torch's, so that they do not oversubscribe the cores. Set here, before they fork, and inherited:
@@ -68,13 +69,16 @@ def training_batches(cfg: Config, proc: Process, train_set, start: int, per_proc
         cv2.setNumThreads(1)
     sampler = InfiniteShardSampler(len(train_set), seed=cfg.seed, rank=proc.rank, world_size=proc.world_size,
                                    start=start * per_process)
+    reading = Reading(train_set.files, cfg.num_workers) if cfg.num_workers > 0 else None  # for a stall's message
     loader = DataLoader(
-        Guarded(SeededSamples(train_set)), batch_size=per_process, sampler=sampler, num_workers=cfg.num_workers,
-        pin_memory=proc.device.type == "cuda", drop_last=True, persistent_workers=cfg.num_workers > 0,
-        worker_init_fn=worker_init, generator=torch.Generator().manual_seed(cfg.seed),
+        SeededSamples(Guarded(train_set, reading=reading)), batch_size=per_process, sampler=sampler,
+        num_workers=cfg.num_workers, pin_memory=proc.device.type == "cuda", drop_last=True,
+        persistent_workers=cfg.num_workers > 0, worker_init_fn=worker_init,
+        generator=torch.Generator().manual_seed(cfg.seed),
         collate_fn=GuardedCollate(collate_drawn) if cfg.augment_on == "device" else GuardedCollate(),
+        timeout=cfg.data_timeout if cfg.num_workers > 0 else 0,  # workers only: see aiblib.data.loading
     )
-    return Batches(loader)
+    return Batches(loader, reading=reading)
 
 
 def device_batch(batch: dict, *, crop_size: tuple[int, int], device: torch.device,
