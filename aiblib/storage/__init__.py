@@ -21,7 +21,7 @@ from aiblib.storage.checkpoint import (
     training_checkpoints,
     verify_checkpoint,
 )
-from aiblib.storage.runlock import RunLock, read_lock
+from aiblib.storage.runlock import RunLock
 from aiblib.storage.runlog import ENVIRONMENT_KEYS, LOG_NAME, RunLog, json_safe, read_log, training_environment
 
 __all__ = [
@@ -29,6 +29,6 @@ __all__ = [
     "CheckpointError", "Placeholder", "checkpoint_dir", "convert_file", "describe_checkpoint", "init_pretrained",
     "last_checkpoint", "load_model", "model_checkpoint", "safe_load", "save_atomic", "save_training_checkpoint",
     "training_checkpoints", "verify_checkpoint",
-    "RunLock", "read_lock", "ENVIRONMENT_KEYS", "LOG_NAME", "RunLog", "json_safe", "read_log",
+    "RunLock", "ENVIRONMENT_KEYS", "LOG_NAME", "RunLog", "json_safe", "read_log",
     "training_environment",
 ]
