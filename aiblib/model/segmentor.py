@@ -48,8 +48,8 @@ def multisample_strategy(strategy: str, device: torch.device, positions: int = L
     if training and samples > 1:
         if strategy == "batched":
             raise ConfigError(f"multisample 'batched' cannot train with {samples} samples per image: it takes "
-                             "BatchNorm statistics over every sample's rows together (a different model from "
-                             "the reference's per-sample statistics); use auto, looped or reference")
+                              "BatchNorm statistics over every sample's rows together (a different model from "
+                              "the reference's per-sample statistics); use auto, looped or reference")
         return "looped" if strategy == "auto" else strategy
     if strategy != "auto":
         return strategy
