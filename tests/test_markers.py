@@ -16,6 +16,22 @@ from aiblib.paths import ROOT_VARIABLE
 from aiblib.reporting import markers, report
 
 ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_marked_table_of_the_project_says_what_its_csv_says(page):
+    text = page.read_text()
+    filled = markers.fill_tables(text, root=ROOT, page=str(page))
+    stale = [a for a, b in zip(markers.MARKED.finditer(text), markers.MARKED.finditer(filled)) if a[0] != b[0]]
+    assert not stale, f"{page.name}: tables that disagree with their CSV (run 04-report): " + \
+        "; ".join(m[0].splitlines()[0] for m in stale)
+
+
+def test_the_verdict_and_the_results_page_are_written_from_files():
+    assert "<!-- table: paired results/comparison.csv" in (ROOT / "README.md").read_text()
+    results = (ROOT / "docs" / "results.md").read_text()
+    assert "<!-- table: table results/summary.csv -->" in results and results.count(markers.START) >= 4
 
 
 def _page(tmp_path: Path, body: str = "| stale |") -> Path:
