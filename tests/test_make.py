@@ -82,7 +82,7 @@ def test_make_camvid_end_to_end_on_a_tiny_camvid_folder(tmp_path, camvid_root, s
         assert trained["precision"] == "bf16" and trained["device"] == "cpu" and trained["iteration"] == 0
 
     again = make_camvid("0 1", [])
-    assert again.stdout.count("skipped") == 2 and again.stdout.count("01-train: running") == 2, again.stdout[-3000:]
+    assert again.stdout.count("already done with these parameters") == 2 and again.stdout.count("01-train: running") == 2, again.stdout[-3000:]
     assert len(seed0) == 2 and all(p.read_text() == text for p, text in seed0.items())
     paired = pd.read_csv(camvid / "comparison.csv")
     assert list(paired.columns) == COLUMNS and set(paired["protocol"]) == {"camvid-dusk"}
