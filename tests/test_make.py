@@ -77,9 +77,9 @@ def test_make_camvid_end_to_end_on_a_tiny_camvid_folder(tmp_path, camvid_root, s
     assert {"camvid:test-day", "camvid:dusk"} <= set(real[real["protocol"] == "dg"]["domain"])
     figures = sorted(p.name for p in camvid.glob("camvid-dusk-aib-b*-s0-attention/*.png"))
     assert any(name.startswith("camvid-dusk_") for name in figures) and any("test-day" in n for n in figures)
-    for run in camvid.glob("camvid-dusk-*-s0"):  # run.json says how the training computed: params name bf16
+    for run in camvid.glob("camvid-dusk-*-s0"):  # run.json says how the training computed: params name fp32
         (trained,) = json.loads((run / "run.json").read_text())["training"]
-        assert trained["precision"] == "bf16" and trained["device"] == "cpu" and trained["iteration"] == 0
+        assert trained["precision"] == "fp32" and trained["device"] == "cpu" and trained["iteration"] == 0
 
     again = make_camvid("0 1", [])
     assert again.stdout.count("already done with these parameters") == 2 and again.stdout.count("01-train: running") == 2, again.stdout[-3000:]

@@ -114,7 +114,7 @@ def test_01_as_committed_trains_what_make_run_trains():
     """Run as it is, 01's configuration is the embedded default's file (make run NAME=dg-aib), nothing else."""
     cfg = notebook_config(_parameters_namespace("01-train"))
     assert cfg == load_config(ROOT / "params" / "synthetic-dg.yaml", {"name": "dg-aib"})
-    assert (cfg.skip_channels, cfg.aux_channels, cfg.amp, cfg.attention) == (16, 32, "bf16", True)
+    assert (cfg.skip_channels, cfg.aux_channels, cfg.amp, cfg.attention) == (16, 32, "off", True)
     night = notebook_config(_parameters_namespace("01-train", params_file="params/synthetic-night.yaml",
                                                   name="night-baseline", attention=False))
     assert night == load_config("params/synthetic-night.yaml", {"name": "night-baseline", "attention": False})

@@ -3,7 +3,8 @@ power of the paired t-test.
 
 Runs trained with the same seed share their initial weights' seed, sampling order and augmentations, so the
 per-seed difference ``AIBR - baseline`` removes much of the seed's noise. A configuration is what a run's
-``scores.json`` recorded of :data:`~aiblib.reporting.report.EXPERIMENT_KEYS` (protocol, depth, β, output stride,
+``scores.json`` recorded of :data:`~aiblib.reporting.report.EXPERIMENT_KEYS` and the precision its training computed
+in (:func:`~aiblib.reporting.report.trained_precision`) (protocol, depth, β, output stride,
 the recipe, ...); each AIBR configuration is paired with the baseline runs that agree with it on every key but
 those of ``ATTENTION_KEYS`` (β, train_samples, mean_mask), which a baseline ignores. A key that an older
 ``scores.json`` lacks reads as ``"?"``, a value of its own: such runs pair and pool only with runs that lack it
@@ -37,7 +38,7 @@ from scipy import optimize, stats
 
 from aiblib.errors import UserError
 from aiblib.paths import project_relative
-from aiblib.reporting.report import ATTENTION_KEYS, EXPERIMENT_KEYS, UNRECORDED, collect
+from aiblib.reporting.report import ATTENTION_KEYS, EXPERIMENT_KEYS, PRECISION_KEY, UNRECORDED, collect
 
 __all__ = ["COLUMNS", "t_interval", "t_power", "min_detectable_diff", "seeds_needed", "paired_comparison", "gather",
            "recorded", "plot_comparison"]
@@ -45,7 +46,8 @@ __all__ = ["COLUMNS", "t_interval", "t_power", "min_detectable_diff", "seeds_nee
 SHOWN = ["protocol", "depth", "beta"]  # the configuration keys with a column of their own; the others go in recipe
 COLUMNS = [*SHOWN, "recipe", "domain", "baseline_mean", "aibr_mean", "diff_mean", "diff_ci_low", "diff_ci_high",
            "seeds", "diff_sd", "min_detectable_diff", "seeds_for_1pt"]
-BASELINE_KEYS = tuple(k for k in EXPERIMENT_KEYS if k not in ATTENTION_KEYS)
+PAIRING_KEYS = (*EXPERIMENT_KEYS, PRECISION_KEY)  # a configuration: its experiment keys and its training's precision
+BASELINE_KEYS = tuple(k for k in PAIRING_KEYS if k not in ATTENTION_KEYS)
 POWER, ALPHA = 0.8, 0.05  # of the power columns: 80 % power, two-sided test at the 5 % level
 
 
@@ -126,7 +128,7 @@ def _recipes(configs: list[dict]) -> list[str]:
     recipes = []
     for c in text:
         peers = [o for o in text if (o["protocol"], o["depth"]) == (c["protocol"], c["depth"])]
-        varied = [k for k in EXPERIMENT_KEYS if k not in SHOWN and len({o[k] for o in peers}) > 1]
+        varied = [k for k in PAIRING_KEYS if k not in SHOWN and len({o[k] for o in peers}) > 1]
         recipes.append(", ".join(f"{k}={c[k]}" for k in varied))
     return recipes
 
@@ -145,13 +147,13 @@ def paired_comparison(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFr
     """One row per AIBR configuration and domain with a baseline of the same configuration run on at least one of
     its seeds (see the module docstring). ``runs``: :func:`gather`'s table (a run per row: ``method``, ``seed``,
     the keys of EXPERIMENT_KEYS, where a missing column reads as unrecorded, and a mIoU column per domain)."""
-    runs = runs.assign(**{k: UNRECORDED for k in EXPERIMENT_KEYS if k not in runs.columns})
+    runs = runs.assign(**{k: UNRECORDED for k in PAIRING_KEYS if k not in runs.columns})
     domains = [c for c in runs.columns if ":" in c]
-    aibr = _scores(runs[runs["method"] == "AIBR"], EXPERIMENT_KEYS, domains)
+    aibr = _scores(runs[runs["method"] == "AIBR"], PAIRING_KEYS, domains)
     base = _scores(runs[runs["method"] == "baseline"], BASELINE_KEYS, domains)
     configs, rows = [], []
     for config in dict.fromkeys(c for c, _, _ in aibr):
-        key = dict(zip(EXPERIMENT_KEYS, config))
+        key = dict(zip(PAIRING_KEYS, config))
         base_config = tuple(key[k] for k in BASELINE_KEYS)
         for domain in domains:
             seeds = sorted(s for c, s, d in aibr if (c, d) == (config, domain) and (base_config, s, d) in base)
@@ -171,7 +173,7 @@ def gather(folders: list[Path], confidence: float = 0.95) -> pd.DataFrame | None
     found = [Path(f) for f in folders if any(Path(f).glob("*/scores.json"))]
     if not found:
         return None
-    runs = [collect(f, keys=EXPERIMENT_KEYS).assign(folder=project_relative(f)) for f in found]
+    runs = [collect(f, keys=PAIRING_KEYS).assign(folder=project_relative(f)) for f in found]
     return paired_comparison(pd.concat(runs, ignore_index=True), confidence)
 
 

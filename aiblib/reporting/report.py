@@ -50,6 +50,10 @@ EXPERIMENT_KEYS = (
     "images_per_iteration", "iterations", "lr", "momentum", "weight_decay", "poly_power", "min_lr", "synthetic",
     "synth_train", "synth_val", "synth_size", "synth_seed",
 )
+# a pairing key that is not a configuration key: the precision the run's training computed in (scores.json
+# "training"), since one configuration trained in bf16 and in fp32 gives different draws; "mixed" when a resume
+# changed it, UNRECORDED for a run scored before it was recorded
+PRECISION_KEY = "precision"
 ATTENTION_KEYS = ("beta", "train_samples", "mean_mask")  # the keys of EXPERIMENT_KEYS a baseline (no attention) ignores
 UNRECORDED = "?"  # a key's value in collect's table when the run's scores.json predates the key: equal only to itself
 
@@ -92,7 +96,7 @@ def collect(results_root: str | Path, *, keys: tuple[str, ...] = ()) -> pd.DataF
                "method": "AIBR" if s["attention"] else "baseline",
                "beta": float(s["beta"]) if s["attention"] else math.nan, "seed": s["seed"],
                "iterations": s["iterations"]}
-        recorded = {k: s.get(k, UNRECORDED) for k in keys if k not in row}
+        recorded = {k: trained_precision(s) if k == PRECISION_KEY else s.get(k, UNRECORDED) for k in keys if k not in row}
         row.update({k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
         for target, m in s["scores"].items():
             row[target] = m["mIoU"]
@@ -100,6 +104,15 @@ def collect(results_root: str | Path, *, keys: tuple[str, ...] = ()) -> pd.DataF
     if not rows:
         raise MissingFile(f"no */scores.json under {Path(results_root).resolve()}: run 02-evaluate-cross-domain first")
     return pd.DataFrame(rows)
+
+
+def trained_precision(scores: dict) -> str:
+    """The precision a run's training computed in, from its ``scores.json`` content: "bf16" or "fp32", "mixed"
+    when resumes changed it, :data:`UNRECORDED` when the file does not say."""
+    found = {env.get("precision") for env in scores.get("training") or []}
+    if not found or None in found:
+        return UNRECORDED
+    return found.pop() if len(found) == 1 else "mixed"
 
 
 def _domains(runs: pd.DataFrame) -> list[str]:
