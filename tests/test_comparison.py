@@ -201,3 +201,18 @@ def test_a_run_gathered_twice_counts_once_and_two_runs_that_disagree_are_named(t
         message = str(caught.value)
         assert "\n" not in message and "seed 1" in message and "47.5000" in message
         assert f"{method}-default-s1 ({tmp_path / 'results'})" in message and f"{method}-rerun-s1 ({rerun})" in message
+
+
+def test_the_precision_a_training_recorded_keeps_configurations_apart(tmp_path):
+    _configuration(tmp_path / "fp32", 1.0)
+    _configuration(tmp_path / "bf16", -4.0)  # the same seeds and keys, trained in bf16
+    _configuration(tmp_path / "older", 7.0)  # scored before the precision was recorded
+    for folder, precision in (("fp32", "fp32"), ("bf16", "bf16")):
+        for path in (tmp_path / folder).glob("*/scores.json"):
+            scores = json.loads(path.read_text())
+            path.write_text(json.dumps({**scores, "training": [{"iteration": 0, "precision": precision}]}))
+    assert report.trained_precision({"training": [{"precision": "bf16"}, {"precision": "fp32"}]}) == "mixed"
+    assert report.trained_precision({}) == report.UNRECORDED
+    table = comparison.gather([tmp_path / "fp32", tmp_path / "bf16", tmp_path / "older"])
+    rows = table[table["domain"] == "cityscapes:val"].set_index("recipe")["diff_mean"].round(9).to_dict()
+    assert rows == {"precision=fp32": 1.0, "precision=bf16": -4.0, "precision=?": 7.0}
