@@ -63,3 +63,20 @@ def test_problems_are_reported_with_their_file(tmp_path: Path, synthetic_root: P
     assert str(bad) in err and "lonely_trainIds.png" in err
     assert str(bad) in (root / P.PROBLEMS).read_text()
     assert prepare_cli.main(["--root", str(tmp_path / "nowhere")]) == 2
+
+
+def test_a_split_whose_count_is_not_the_published_one_is_named(synthetic_root, camvid_root, tmp_path, capsys):
+    from aiblib.tools import check_camvid
+    from aiblib.tools.preparation import count_note
+
+    assert count_note("cityscapes", "train", 2975) is None and count_note("cityscapes", "test", 5) is None
+    assert count_note("camvid", "test", 233) is None
+    note = count_note("cityscapes", "val", 499)
+    assert note.startswith("cityscapes/val: 499 images where the published set has 500")
+    shutil.copytree(synthetic_root, tmp_path / "root")
+    P.prepare(tmp_path / "root", verbose=True)  # 4 train and 2 val images per domain
+    out = capsys.readouterr().out
+    assert "cityscapes/train: 4 images where the published set has 2975" in out
+    assert "nightcity/val: 2 images where the published set has 1299" in out
+    notes = check_camvid(camvid_root).attrs["notes"]
+    assert notes and all(n.startswith("camvid/") for n in notes) and not any("train-day" in n for n in notes)

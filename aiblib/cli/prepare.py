@@ -59,6 +59,8 @@ def main(argv: list[str]) -> int:
 def _camvid(root: str) -> int:
     summary = check_camvid(root)
     print(f"CamVid at {root}:\n" + summary.to_string(index=False))
+    for note in summary.attrs["notes"]:
+        print(note)
     return _problems(summary.attrs["problems"], "")
 
 

