@@ -41,11 +41,11 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e ".[notebooks,test]"
 	$(PY) -m ipykernel install --prefix $(VENV) --name aiblib --display-name "aiblib (.venv)" >/dev/null
 	touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install the project with its pinned dependencies
+setup: $(STAMP) ## create .venv and install the project with its pinned dependencies (library, notebooks, tests)
 
 # make test runs pytest in TEST_WORKERS processes (pytest-xdist; 0: in one process): the slow tests mostly wait on
 # subprocesses, kernels and torchrun, so two share 2 cores well, and an idle worker takes tests from a busy one.

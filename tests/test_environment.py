@@ -11,9 +11,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _pyproject_pins() -> dict[str, str]:
+def _pyproject_pins(*, tiers: tuple[str, ...] = ("notebooks", "test")) -> dict[str, str]:
+    """The pins of the library's own list and of the optional tiers ``tiers``."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return dict(_split(req) for req in project["dependencies"])
+    extras = [req for tier in tiers for req in project["optional-dependencies"][tier]]
+    return dict(_split(req) for req in [*project["dependencies"], *extras])
 
 
 def _split(requirement: str) -> tuple[str, str]:
@@ -40,3 +42,10 @@ def test_installed_versions_match_the_pins():
     for name, version in _pyproject_pins().items():
         installed = metadata.version(name)
         assert installed.split("+")[0] == version, f"{name}: installed {installed}, pinned {version}"
+
+
+def test_a_training_box_needs_neither_the_notebooks_nor_the_tests():
+    library = _pyproject_pins(tiers=())
+    assert {"torch", "torchvision", "torchmetrics", "opencv-python", "cityscapesscripts"} <= set(library)
+    assert not {"jupyterlab", "papermill", "ipykernel", "pytest", "playwright"} & set(library)
+    assert {"jupyterlab", "papermill"} <= set(_pyproject_pins(tiers=("notebooks",)))
