@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("convert", "convert an MMSegmentation AIBR checkpoint to aiblib"),
     "train": ("train", "train a configuration (one device, or under torchrun)"),
     "evaluate": ("evaluate", "score a checkpoint on a dataset split"),
+    "predict": ("predict", "run a checkpoint on your own images: predictions, trainIds, attention maps"),
     "bench": ("bench", "print a speed and memory table"),
     "gpu-check": ("gpucheck", "check and measure the paper's recipe on this machine's CUDA GPUs (make gpu-check)"),
     "profile": ("profile", "profile a training iteration on this machine's CUDA GPU (make gpu-profile)"),
