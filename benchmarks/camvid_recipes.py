@@ -1,4 +1,4 @@
-"""Rank CamVid training recipes side by side on the validation split (issue 20); the test splits are never read.
+"""Rank CamVid training recipes side by side on the validation split; the test splits are never read.
 
 Each variant is ``params/camvid-dusk.yaml`` with a few keys changed (:data:`VARIANTS`): it trains the baseline
 on ``camvid:train-day`` and is scored on ``camvid:val`` in CamVid's 11 classes. Two uses:
@@ -51,8 +51,8 @@ VARIANTS: dict[str, dict] = {
     "full": {**FULL, "iterations": 620},
     "half-12min": {**HALF, "iterations": 3000},
     "3/4-12min": {**THREE_QUARTERS, "iterations": 1700},
-    # round 2 (round 1 on an H200: half resolution won, the steps count, wider heads and ratio 0.75-1.5 helped);
-    # iterations from --probe 30 on the 2-core CPU: 0.246, 0.203, 0.158, 0.172 s per iteration
+    # refinements of what ranked first on an H200 (half resolution; the steps count; wider heads and ratio 0.75-1.5
+    # helped); iterations from --probe 30 on the 2-core CPU: 0.246, 0.203, 0.158, 0.172 s per iteration
     "half-heads-ratio": {**HALF, **HEADS, **RATIO, "iterations": 1464},
     "half-heads-ratio-lr0.2": {**HALF, **HEADS, **RATIO, "iterations": 1464, "lr": 0.2},
     "half-small-crops": {**HALF, **HEADS, **RATIO, "crop_size": [96, 128], "iterations": 1769},
@@ -63,7 +63,6 @@ VARIANTS: dict[str, dict] = {
     "half-heads-ratio-12min": {**HALF, **HEADS, **RATIO, "iterations": 2928},
     "half-heads-ratio-20min": {**HALF, **HEADS, **RATIO, "iterations": 4880},
 }
-ROUND2 = [name for name in VARIANTS if name.startswith(("half-heads-ratio", "half-small", "half-2img", "third"))]
 
 
 def _config(name: str, changes: dict, args: argparse.Namespace, **more):

@@ -1,4 +1,4 @@
-"""Paired seeds at a larger scale on a CUDA GPU (issue 12), without papermill.
+"""Paired seeds at a larger scale on a CUDA GPU, without papermill.
 
 For each seed, the baseline and AIBR are trained with the parameter file (by default
 ``params/synthetic-dg-r50.yaml``: ResNet-50, output stride 8) and scored on its
