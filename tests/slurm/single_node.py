@@ -102,6 +102,7 @@ def write_config(folder: Path) -> Path:
         "MpiDefault=none",
         "ReturnToService=2",
         "JobRequeue=1",
+        "MinJobAge=3600",  # finished jobs stay in scontrol show job for the test to read (no accounting)
         f"KillWait={KILL_WAIT}",
         "AccountingStorageType=accounting_storage/none",
         "JobAcctGatherType=jobacct_gather/none",
