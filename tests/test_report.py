@@ -12,9 +12,10 @@ from aiblib.config import Config
 from aiblib.reporting import report
 
 
-def _run(root: Path, name: str, *, attention: bool, beta: float, seed: int, src: float, tgt: float) -> None:
+def _run(root: Path, name: str, *, attention: bool, beta: float, seed: int, src: float, tgt: float,
+         lr: float = 0.01) -> None:
     cfg = Config.from_dict({"name": name, "protocol": "dg", "depth": 18, "output_stride": 16, "attention": attention,
-                            "beta": beta, "seed": seed, "iterations": 10})
+                            "beta": beta, "seed": seed, "iterations": 10, "lr": lr})
     scores = {
         "cityscapes:val": {"mIoU": src, "mAcc": 0.0, "aAcc": 0.0, "num_images": 2, "per_class": []},
         "bdd100k:val": {"mIoU": tgt, "mAcc": 0.0, "aAcc": 0.0, "num_images": 2, "per_class": []},
@@ -41,9 +42,24 @@ def test_collect_and_summarize_average_over_seeds(tmp_path):
     single = summary[summary["beta"] == 0.0].iloc[0]
     assert single["seeds"] == 1 and math.isnan(single["cityscapes:val std"])
     text = report.markdown(runs, summary)
-    assert "| protocol | depth | method | beta | seeds |" in text and "32.00" in text
+    assert "| protocol | depth | method | beta | recipe | seeds |" in text and "32.00" in text
+    assert (summary["recipe"] == "").all()  # one recipe: nothing to name
     fig = report.plot_beta(runs)
     assert len(fig.axes) == 1
+
+
+def test_summarize_keeps_two_recipes_of_one_method_and_beta_apart_and_names_what_differs(tmp_path):
+    # two recipes (lr 0.01 and 0.1) of AIBR at one β: averaging them would report one made-up configuration
+    _run(tmp_path, "a0", attention=True, beta=1e-3, seed=0, src=50.0, tgt=20.0)
+    _run(tmp_path, "a1", attention=True, beta=1e-3, seed=1, src=52.0, tgt=22.0)
+    _run(tmp_path, "f0", attention=True, beta=1e-3, seed=0, src=30.0, tgt=10.0, lr=0.1)
+    _run(tmp_path, "b0", attention=False, beta=1e-3, seed=0, src=40.0, tgt=15.0)
+    summary = report.summarize(report.collect(tmp_path))
+    aibr = summary[summary["method"] == "AIBR"].set_index("recipe")
+    assert sorted(aibr.index) == ["lr=0.01", "lr=0.1"]
+    assert aibr.loc["lr=0.01", "seeds"] == 2 and aibr.loc["lr=0.01", "cityscapes:val mean"] == pytest.approx(51.0)
+    assert aibr.loc["lr=0.1", "seeds"] == 1 and aibr.loc["lr=0.1", "cityscapes:val mean"] == pytest.approx(30.0)
+    assert summary.loc[summary["method"] == "baseline", "recipe"].tolist() == ["lr=0.01"]
 
 
 def test_scores_json_records_every_experiment_key(tmp_path):

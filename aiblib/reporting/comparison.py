@@ -38,7 +38,7 @@ from scipy import optimize, stats
 
 from aiblib.errors import UserError
 from aiblib.paths import project_relative
-from aiblib.reporting.report import ATTENTION_KEYS, EXPERIMENT_KEYS, PRECISION_KEY, UNRECORDED, collect
+from aiblib.reporting.report import ATTENTION_KEYS, PAIRING_KEYS, UNRECORDED, collect, recipes
 
 __all__ = ["COLUMNS", "t_interval", "t_power", "min_detectable_diff", "seeds_needed", "paired_comparison", "gather",
            "recorded", "plot_comparison"]
@@ -46,7 +46,6 @@ __all__ = ["COLUMNS", "t_interval", "t_power", "min_detectable_diff", "seeds_nee
 SHOWN = ["protocol", "depth", "beta"]  # the configuration keys with a column of their own; the others go in recipe
 COLUMNS = [*SHOWN, "recipe", "domain", "baseline_mean", "aibr_mean", "diff_mean", "diff_ci_low", "diff_ci_high",
            "seeds", "diff_sd", "min_detectable_diff", "seeds_for_1pt"]
-PAIRING_KEYS = (*EXPERIMENT_KEYS, PRECISION_KEY)  # a configuration: its experiment keys and its training's precision
 BASELINE_KEYS = tuple(k for k in PAIRING_KEYS if k not in ATTENTION_KEYS)
 POWER, ALPHA = 0.8, 0.05  # of the power columns: 80 % power, two-sided test at the 5 % level
 
@@ -121,18 +120,6 @@ def _scores(runs: pd.DataFrame, keys: tuple[str, ...], domains: list[str]) -> di
     return {where: value for where, (value, _) in found.items()}
 
 
-def _recipes(configs: list[dict]) -> list[str]:
-    """For each configuration, the keys beyond :data:`SHOWN` in which it differs from another configuration of
-    its protocol and depth, as ``key=value`` (empty when none)."""
-    text = [{k: str(list(v)) if isinstance(v, tuple) else str(v) for k, v in c.items()} for c in configs]
-    recipes = []
-    for c in text:
-        peers = [o for o in text if (o["protocol"], o["depth"]) == (c["protocol"], c["depth"])]
-        varied = [k for k in PAIRING_KEYS if k not in SHOWN and len({o[k] for o in peers}) > 1]
-        recipes.append(", ".join(f"{k}={c[k]}" for k in varied))
-    return recipes
-
-
 def _row(aibr: np.ndarray, baseline: np.ndarray, confidence: float) -> dict:
     """The numbers of one row from the paired mIoU of the seeds."""
     diff = aibr - baseline
@@ -162,7 +149,7 @@ def paired_comparison(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFr
                 base_miou = np.array([base[base_config, s, domain] for s in seeds])
                 configs.append(key)
                 rows.append({**{k: key[k] for k in SHOWN}, "domain": domain, **_row(aibr_miou, base_miou, confidence)})
-    table = pd.DataFrame(rows, columns=COLUMNS).assign(recipe=_recipes(configs))
+    table = pd.DataFrame(rows, columns=COLUMNS).assign(recipe=recipes(configs, shown=tuple(SHOWN)))
     table = table.sort_values([*SHOWN, "recipe"], kind="stable", ignore_index=True)
     return table.astype({"seeds": int, "seeds_for_1pt": "Int64"})
 

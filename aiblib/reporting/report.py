@@ -31,7 +31,7 @@ import pandas as pd
 from aiblib.errors import MissingFile
 from aiblib.storage import training_environment
 
-__all__ = ["write_scores", "per_class_table", "collect", "summarize", "plot_beta", "markdown", "markdown_table",
+__all__ = ["write_scores", "per_class_table", "collect", "recipes", "summarize", "plot_beta", "markdown", "markdown_table",
            "plot_corruptions", "plot_reliability", "robustness_tables"]
 
 GROUP = ["protocol", "depth", "method", "beta"]
@@ -54,6 +54,7 @@ EXPERIMENT_KEYS = (
 # "training"), since one configuration trained in bf16 and in fp32 gives different draws; "mixed" when a resume
 # changed it, UNRECORDED for a run scored before it was recorded
 PRECISION_KEY = "precision"
+PAIRING_KEYS = (*EXPERIMENT_KEYS, PRECISION_KEY)  # a configuration: its experiment keys and its training's precision
 ATTENTION_KEYS = ("beta", "train_samples", "mean_mask")  # the keys of EXPERIMENT_KEYS a baseline (no attention) ignores
 UNRECORDED = "?"  # a key's value in collect's table when the run's scores.json predates the key: equal only to itself
 
@@ -86,7 +87,7 @@ def per_class_table(scores: dict[str, dict]) -> pd.DataFrame:
     return table
 
 
-def collect(results_root: str | Path, *, keys: tuple[str, ...] = ()) -> pd.DataFrame:
+def collect(results_root: str | Path, *, keys: tuple[str, ...] = PAIRING_KEYS) -> pd.DataFrame:
     """One row per ``results_root/*/scores.json``: run identity, the recorded configuration keys ``keys`` (lists as
     tuples; :data:`UNRECORDED` where the file lacks one) and one mIoU column per domain."""
     rows = []
@@ -119,16 +120,32 @@ def _domains(runs: pd.DataFrame) -> list[str]:
     return [c for c in runs.columns if ":" in c]
 
 
-def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std (over seeds) of each domain's mIoU per protocol / backbone / method / β.
+def recipes(configs: list[dict], *, shown: tuple[str, ...]) -> list[str]:
+    """For each configuration (a dict of :data:`PAIRING_KEYS`), the keys beyond ``shown`` in which it differs from
+    another configuration of its protocol and depth, as ``key=value`` (empty when none)."""
+    text = [{k: str(list(v)) if isinstance(v, tuple) else str(v) for k, v in c.items()} for c in configs]
+    labels = []
+    for c in text:
+        peers = [o for o in text if (o["protocol"], o["depth"]) == (c["protocol"], c["depth"])]
+        varied = [k for k in PAIRING_KEYS if k in c and k not in shown and len({o.get(k) for o in peers}) > 1]
+        labels.append(", ".join(f"{k}={c[k]}" for k in varied))
+    return labels
 
-    Columns: the group keys, ``seeds``, then ``<domain> mean`` and ``<domain> std`` for each
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std (over seeds) of each domain's mIoU per configuration: protocol / backbone / method / β and the
+    rest of :data:`PAIRING_KEYS` that ``runs`` holds, so runs of different recipes or precisions are never averaged
+    together; ``recipe`` names the keys in which a configuration differs from another of its protocol and depth.
+
+    Columns: the group keys, ``recipe``, ``seeds``, then ``<domain> mean`` and ``<domain> std`` for each
     domain (std is NaN with a single seed).
     """
+    keys = [*GROUP, *(k for k in PAIRING_KEYS if k in runs.columns and k not in GROUP)]
     keyed = runs.assign(beta=runs["beta"].fillna(-1.0))  # groupby drops NaN keys: the baseline has no β
-    rows = []
-    for key, group in keyed.groupby(GROUP, sort=True):
-        row = dict(zip(GROUP, key))
+    rows, configs = [], []
+    for key, group in keyed.groupby(keys, sort=True, dropna=False):
+        config = dict(zip(keys, key))
+        row = {k: config[k] for k in GROUP}
         row["beta"] = math.nan if row["beta"] == -1.0 else row["beta"]
         row["seeds"] = len(group)
         for domain in _domains(runs):
@@ -136,7 +153,10 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             row[f"{domain} mean"] = values.mean() if len(values) else math.nan
             row[f"{domain} std"] = values.std(ddof=1) if len(values) > 1 else math.nan
         rows.append(row)
-    return pd.DataFrame(rows)
+        configs.append({k: v for k, v in config.items() if k not in ATTENTION_KEYS})
+    summary = pd.DataFrame(rows)
+    summary.insert(len(GROUP), "recipe", recipes(configs, shown=tuple(GROUP)) if rows else [])
+    return summary
 
 
 def plot_beta(runs: pd.DataFrame):
@@ -196,7 +216,7 @@ def markdown(runs: pd.DataFrame, summary: pd.DataFrame) -> str:
         "",
         "## Runs",
         "",
-        markdown_table(runs),
+        markdown_table(runs[[c for c in runs.columns if c in GROUP or c not in PAIRING_KEYS]]),
         "",
         "Each run folder holds the executed notebooks (`01-train.ipynb`, `02-evaluate-cross-domain.ipynb`),",
         "its `config.yaml`, `scores.json`, `per_class.csv` and figures; `*-attention/` folders hold the",
