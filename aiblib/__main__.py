@@ -28,7 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gpu-check": ("gpucheck", "check and measure the paper's recipe on this machine's CUDA GPUs (make gpu-check)"),
     "profile": ("profile", "profile a training iteration on this machine's CUDA GPU (make gpu-profile)"),
     "notebook": ("notebook", "run one of the notebooks with papermill, its output streamed"),
-    "run": ("run", "one experiment: 01-train then 02-evaluate-cross-domain (make run, make sweep)"),
+    "run": ("run", "one experiment: 01-train then 02-evaluate-cross-domain (make run)"),
+    "sweep": ("sweep", "a β × seed grid of runs, on this machine or on Slurm; its status; 04's report (make sweep)"),
 }
 
 

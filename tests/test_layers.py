@@ -32,11 +32,13 @@ FLOORS = {
     "aiblib.evaluation": 5,
     "aiblib.training": 6,
     "aiblib.tools": 7, "aiblib.notebooks": 7,
-    "aiblib.cli": 8, "aiblib.__main__": 9,
+    "aiblib.sweeps": 8,
+    "aiblib.cli": 9, "aiblib.__main__": 10,
 }
 TOP_LEVEL = {"aiblib", "aiblib.errors", "aiblib.paths", "aiblib.__main__"}
-# modules imported by their own path from outside their package (they load heavy optional libraries)
-BY_PATH = {"aiblib.data.corruptions", "aiblib.evaluation.robustness"}
+# modules imported by their own path from outside their package (they load heavy optional libraries; a sweep's
+# status and runner load the notebook stack, which a sweep's job process, importing aiblib.sweeps, does without)
+BY_PATH = {"aiblib.data.corruptions", "aiblib.evaluation.robustness", "aiblib.sweeps.status", "aiblib.sweeps.runner"}
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 

@@ -12,17 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from aiblib.cli.common import command
-from aiblib.config import CONFIG_KEYS, parse_overrides
 from aiblib.errors import UserError
-from aiblib.notebooks import NOTEBOOKS, NotebookFailed, notebook_parameters, run_notebook
+from aiblib.notebooks import NOTEBOOKS, NotebookFailed, notebook_parameters, parse_values, run_notebook
 from aiblib.paths import project_path
 
-__all__ = ["main", "notebook_path", "parse_values", "step_label", "add_notebook_arguments", "report_failure"]
+__all__ = ["main", "notebook_path", "step_label", "add_notebook_arguments", "report_failure"]
 
 
 def notebook_path(text: str) -> Path:
@@ -33,27 +29,6 @@ def notebook_path(text: str) -> Path:
             return candidate
     names = ", ".join(p.stem for p in sorted(NOTEBOOKS.glob("*.ipynb")))
     raise UserError(f"no notebook {text!r}; expected a .ipynb path or one of: {names}")
-
-
-def _value(text: str) -> Any:
-    """papermill's reading of a ``-p`` value: int, float, then YAML (lists, booleans), else the text."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def parse_values(pairs: list[list[str]]) -> dict[str, Any]:
-    """``-p`` pairs as typed values: configuration keys checked as the configuration does, others as papermill reads them."""
-    config_pairs = [(k, v) for k, v in pairs if k in CONFIG_KEYS]
-    values = {k: _value(v) for k, v in pairs if k not in CONFIG_KEYS}
-    values.update(parse_overrides(config_pairs))
-    return values
 
 
 def step_label(step: str | None) -> str:

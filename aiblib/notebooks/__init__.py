@@ -5,10 +5,20 @@ Floor 7: imports floors 0-6; only ``aiblib.cli`` and the notebooks import it.
 """
 
 from aiblib.notebooks.parameters import notebook_config
-from aiblib.notebooks.runner import NOTEBOOKS, NotebookFailed, completed, notebook_parameters, run_notebook, run_record
+from aiblib.notebooks.runner import (
+    NOTEBOOKS,
+    RUN_RECORD,
+    NotebookFailed,
+    completed,
+    notebook_parameters,
+    parse_values,
+    run_given,
+    run_notebook,
+    run_record,
+)
 from aiblib.notebooks.widgets import AttentionBrowser, image_names
 
 __all__ = [
-    "notebook_config", "NOTEBOOKS", "NotebookFailed", "completed", "notebook_parameters", "run_notebook",
-    "run_record", "AttentionBrowser", "image_names",
+    "notebook_config", "NOTEBOOKS", "RUN_RECORD", "NotebookFailed", "completed", "notebook_parameters", "parse_values",
+    "run_given", "run_notebook", "run_record", "AttentionBrowser", "image_names",
 ]

@@ -32,22 +32,24 @@ import yaml
 from jupyter_client.manager import KernelManager
 from papermill.exceptions import PapermillExecutionError
 
-from aiblib.config import CONFIG_KEYS
+from aiblib.config import CONFIG_KEYS, parse_overrides
 from aiblib.errors import ConfigError, MissingFile, UserError, WorkerFailed
 from aiblib.paths import project_path, project_root
 
 __all__ = ["NotebookFailed", "declared_parameters", "notebook_parameters", "run_notebook", "run_record", "completed", "code_digest",
-           "KERNEL_NAME", "NOTEBOOKS"]
+           "parse_values", "run_given", "KERNEL_NAME", "NOTEBOOKS", "RUN_RECORD"]
 
 KERNEL_NAME = "aiblib"  # the kernel `make setup` installs into .venv
+RUN_RECORD = "run.json"  # what `aiblib run` writes in DIR/NAME/ once 01 and 02 succeeded (run_record, completed)
 NOTEBOOKS = project_path("notebooks")
 PACKAGE = Path(__file__).resolve().parents[1]  # aiblib/
 # what shapes a run's training and evaluation (sub-packages of aiblib, notebooks): a finished run is done again when
 # their digest changes, and not when only reports, the CLI, tools, tests or prose changed
 SHAPING_CODE = ("model", "data", "config", "storage", "training", "evaluation",
                 "01-train.ipynb", "02-evaluate-cross-domain.ipynb")
-# what a run record holds beside its inputs (for the reader): not compared by completed()
-NOT_INPUTS = ("commit", "seconds", "training")
+# what a run record holds beside its inputs (for the reader): not compared by completed(). ``job``: the launcher,
+# job id and restarts of the sweep job that ran it (aiblib.sweeps), or of the Slurm job it ran in
+NOT_INPUTS = ("commit", "seconds", "training", "job")
 # exceptions raised in a notebook that need only their line: a user's input was wrong (aiblib.errors.UserError and its
 # kinds: exit status 2), a data-loader worker died (1), a training stopped. Any other exception (a ValueError from a
 # library included) is a bug: its traceback is printed as well.
@@ -207,6 +209,35 @@ def code_digest(*, package: Path = PACKAGE, notebooks: Path = NOTEBOOKS) -> str:
         for path in sorted((package / name).rglob("*.py")):
             h.update(f"{name}/{path.relative_to(package / name).as_posix()}".encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
+
+
+def _value(text: str) -> Any:
+    """papermill's reading of a ``-p`` value: int, float, then YAML (lists, booleans), else the text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_values(pairs: list[list[str]] | list[tuple[str, str]]) -> dict[str, Any]:
+    """``-p`` pairs as typed values: configuration keys checked as the configuration does, others as papermill
+    reads them."""
+    config_pairs = [(k, v) for k, v in pairs if k in CONFIG_KEYS]
+    values = {k: _value(v) for k, v in pairs if k not in CONFIG_KEYS}
+    values.update(parse_overrides(config_pairs))
+    return values
+
+
+def run_given(*, name: str, results: str, pairs: list[list[str]] | list[tuple[str, str]]) -> dict[str, Any]:
+    """What ``python -m aiblib run NAME --results DIR -p ...`` gives its notebooks, and records in ``run.json``:
+    the typed ``-p`` values, the run's name and ``results_root`` as typed. The sweep runner builds the same to
+    tell a finished run."""
+    return {**parse_values(pairs), "name": name, "results_root": results}
 
 
 def run_record(*, params_file: str | Path | None, given: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,159 @@
+"""A sweep from start to end: the grid's runs not yet done, each as a job of the chosen launcher, then 04's report.
+
+Every run is ``python -m aiblib run NAME ... --skip-done --step K/N`` (:mod:`.grid`), labelled as the Makefile's
+loop labelled it: run i is steps 2i-1 (01-train) and 2i (02), the report the last step. A run already done
+(:func:`aiblib.sweeps.status.run_done`) is named and skipped without a job. On this machine the runner keeps at
+most one job per slot of the launcher and prints each job's log as it grows (prefixed by the run's name when
+several run at once); on Slurm it submits every job, then (unless told not to wait) follows their states with
+``squeue`` and prints each change. When every run is done it writes 04's report into ``DIR/04-report.ipynb``, as
+``make report RESULTS=DIR`` does; a run that failed is named with the last line of its log, and the report waits.
+
+Imported by its own path (``from aiblib.sweeps.runner import ...``): it loads the notebook stack.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from aiblib.notebooks import NOTEBOOKS, RUN_RECORD, notebook_parameters, parse_values, run_notebook
+from aiblib.paths import project_path
+from aiblib.sweeps.grid import AIBLIB, RunSpec, Sweep, expand, run_arguments
+from aiblib.sweeps.launchers import LocalLauncher, SlurmLauncher
+from aiblib.sweeps.status import RunState, is_submitit_line, last_log_line, run_done, run_states
+
+__all__ = ["run_sweep", "write_report", "LOCAL_POLL_S", "SLURM_POLL_S"]
+
+LOCAL_POLL_S = 1.0  # how often the runner looks at its local jobs and their logs
+SLURM_POLL_S = 15.0  # how often it asks squeue
+
+
+class _LogFollower:
+    """Prints the lines a job's log gains, each with ``prefix`` (submitit's own lines stay in the log)."""
+
+    def __init__(self, path: Path, prefix: str) -> None:
+        self.path, self.prefix, self.offset, self.partial = Path(path), prefix, 0, b""
+
+    def show(self, *, final: bool = False) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        self.offset += len(data)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        if final and self.partial:
+            lines, self.partial = [*lines, self.partial], b""
+        for line in (raw.decode(errors="replace") for raw in lines):
+            if not is_submitit_line(line):
+                print(self.prefix + line, flush=True)
+
+
+def _steps(specs: list[RunSpec]) -> dict[str, str]:
+    total = 2 * len(specs) + 1
+    return {spec.name: f"{2 * i + 1}/{total}" for i, spec in enumerate(specs)}
+
+
+def _not_done(specs: list[RunSpec], *, sweep: Sweep, steps: dict[str, str]) -> list[RunSpec]:
+    """The runs still to run; each done one is named as ``aiblib run --skip-done`` names it."""
+    todo = []
+    for spec in specs:
+        if run_done(spec, results=sweep.results):
+            marker = project_path(sweep.results) / spec.name / RUN_RECORD
+            print(f"[{steps[spec.name]}] {spec.name}: already done with these parameters and this code ({marker}); "
+                  "skipped", flush=True)
+        else:
+            todo.append(spec)
+    return todo
+
+
+def _run_local(todo: list[RunSpec], *, sweep: Sweep, launcher: LocalLauncher, commands: dict[str, tuple[str, ...]],
+               poll_s: float) -> list[RunState]:
+    """Each run as a local job, at most one per slot; the runs that ended without being done."""
+    pending, running, failed = list(todo), {}, []
+    shared = len(launcher.slots) > 1
+    while pending or running:
+        for index, slot in enumerate(launcher.slots):
+            if index not in running and pending:
+                spec = pending.pop(0)
+                job = launcher.job(name=spec.name, command=commands[spec.name], slot=slot,
+                                   run_dir=project_path(sweep.runs) / spec.name)
+                handle = launcher.submit(job)
+                running[index] = (spec, handle, _LogFollower(handle.paths.stdout, f"[{spec.name}] " if shared else ""))
+        for index, (spec, handle, follower) in list(running.items()):
+            ended = handle.done()
+            follower.show(final=ended)
+            if ended:
+                del running[index]
+                if not run_done(spec, results=sweep.results):
+                    failed.append(RunState(spec.name, "failed", handle.job_id, last_log_line(handle.paths.stdout)))
+        if running:
+            time.sleep(poll_s)
+    return failed
+
+
+def _run_slurm(todo: list[RunSpec], *, sweep: Sweep, launcher: SlurmLauncher, commands: dict[str, tuple[str, ...]],
+               steps: dict[str, str], wait: bool, poll_s: float) -> list[RunState] | None:
+    """Submit each run as a Slurm job; then, when waiting, follow them until none is queued or running: the runs
+    that ended without being done. None when not waiting."""
+    for spec in todo:
+        handle = launcher.submit(launcher.job(name=spec.name, command=commands[spec.name],
+                                              run_dir=project_path(sweep.runs) / spec.name))
+        print(f"[{steps[spec.name]}] {spec.name}: submitted as Slurm job {handle.job_id}; its log: "
+              f"{handle.paths.stdout}", flush=True)
+    if not wait or not todo:
+        return None if not wait else []
+    width, shown = max(len(spec.name) for spec in todo), {}
+    while True:
+        states = run_states(todo, results=sweep.results, runs=sweep.runs)
+        for state in states:
+            if shown.get(state.name) != state.line():
+                shown[state.name] = state.line()
+                print(state.line(width), flush=True)
+        if not any(state.state in ("running", "queued") for state in states):
+            return [state for state in states if state.state != "done"]
+        time.sleep(poll_s)
+
+
+def write_report(results: str, *, label: str = "") -> None:
+    """04-report over ``results`` into ``results/04-report.ipynb``, as ``make report RESULTS=results``."""
+    notebook = NOTEBOOKS / "04-report.ipynb"
+    params = notebook_parameters(notebook, params_file=None, given=parse_values([("results_root", results)]))
+    run_notebook(notebook, project_path(results) / notebook.name, parameters=params, label=label)
+
+
+def run_sweep(sweep: Sweep, launcher: LocalLauncher | SlurmLauncher, *, wait: bool = True,
+              program: tuple[str, ...] = AIBLIB, poll_s: float | None = None) -> int:
+    """Run what is not done of ``sweep`` with ``launcher``, then the report; the exit status (1: a run failed).
+
+    ``program``: what runs ``run NAME ...`` (``python -m aiblib``). ``wait=False`` (Slurm): submit and return."""
+    start = time.perf_counter()
+    specs = expand(sweep)
+    steps = _steps(specs)
+    todo = _not_done(specs, sweep=sweep, steps=steps)
+    print(f"sweep: {len(specs)} runs, {len(specs) - len(todo)} done, {len(todo)} to run ({launcher.name})",
+          flush=True)
+    commands = {spec.name: (*program, *run_arguments(spec, results=sweep.results, step=steps[spec.name]))
+                for spec in todo}
+    if isinstance(launcher, LocalLauncher):
+        failed = _run_local(todo, sweep=sweep, launcher=launcher, commands=commands, poll_s=poll_s or LOCAL_POLL_S)
+    else:
+        failed = _run_slurm(todo, sweep=sweep, launcher=launcher, commands=commands, steps=steps, wait=wait,
+                            poll_s=poll_s or SLURM_POLL_S)
+    if failed is None:
+        print(f"sweep: {len(todo)} job(s) submitted; `--status` follows them, `--report` writes the report once "
+              "they are done", flush=True)
+        return 0
+    if failed:
+        width = max(len(state.name) for state in failed)
+        for state in failed:
+            print(f"error: {state.line(width).strip()}", file=sys.stderr, flush=True)
+        print(f"error: {len(failed)} of {len(specs)} runs failed; the report waits for every run (rerun the same "
+              "command: the finished runs are skipped)", file=sys.stderr, flush=True)
+        return 1
+    write_report(sweep.results, label=f"[{2 * len(specs) + 1}/{2 * len(specs) + 1}] ")
+    print(f"sweep: done in {time.perf_counter() - start:.0f} s; the report is {sweep.results}/README.md", flush=True)
+    return 0
