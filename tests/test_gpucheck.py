@@ -45,7 +45,7 @@ def test_the_checks_steps_run_on_the_cpu_at_toy_sizes(tmp_path):
     assert "skipped" in result["distributed"]
     assert result["resume"]["identical"], result["resume"]  # kill -9 then rerun ends as an unbroken run on the CPU
     assert result["logits"]["channels_last"]["relative_error"] < 1e-5
-    assert result["logits"]["compiled"]["relative_error"] < 1e-5
+    assert set(result["logits"]) == {"bf16", "channels_last"}  # compiled logits: test_model.py
     assert 0 < result["logits"]["bf16"]["relative_error"] < 0.1
     report = format_report(result)
     assert "kill -9 at iteration" in report and "| fp32 |" in report
