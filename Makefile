@@ -32,9 +32,16 @@ ROBUSTNESS_PROTOCOLS ?= dg night
 # paper runs (see `make paper`)
 RUN ?= dg-r50
 GPUS ?= 1
+# where the runs of make sweep, seeds, camvid, camvid-beta and paper run (python -m aiblib sweep): LAUNCHER=local runs
+# JOBS at once on this machine (empty: 1 on the CPU, one per GPU on CUDA), each with its share of the cores;
+# LAUNCHER=slurm submits one job per run, SLURM passing its flags, e.g. SLURM="--partition gpu --gpus 4 --time 24:00:00"
+LAUNCHER ?= local
+JOBS ?=
+SLURM ?=
+LAUNCH = --launcher $(LAUNCHER) $(if $(strip $(JOBS)),--jobs $(JOBS)) $(SLURM)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast reproduce data run sweep seeds camvid camvid-beta camvid-data report robustness paper gpu-check gpu-profile lab test-browser clean clean-runs
+.PHONY: help setup test test-fast reproduce data run sweep seeds camvid camvid-beta camvid-data report robustness paper gpu-check gpu-profile lab test-browser test-slurm clean clean-runs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -97,64 +104,52 @@ reproduce: $(STAMP) ## the embedded default, end to end: 00 -> 01 -> 02 -> 03 ->
 	echo "make reproduce: done in $$(( $$(date +%s) - start )) s"
 
 # The β × seed grid: the data step (its executed 00 into SWEEP_RESULTS, so results/00-prepare-data.ipynb of make
-# reproduce stays as it is), per seed the baseline and one AIBR run per β, then 04-report (mean ± std over seeds).
-# A run already done with the same parameters and the same code (run.json: the digest of the code that shapes training
-# and evaluation) is skipped, so a rerun continues, also after commits that left that code alone.
-sweep: $(STAMP) ## β × seed sweep into results/sweep-PROTOCOL/: make sweep [PARAMS=...] BETAS="0 1e-4 1e-3 1e-2" SEEDS="0 1 2"
-	@start=$$(date +%s); total=$$(( $(words $(SEEDS)) * ($(words $(BETAS)) + 1) * 2 + 2 )); k=2; \
-	$(MAKE) --no-print-directory $(SWEEP_DATA) RESULTS=$(SWEEP_RESULTS) STEP=1/$$total || exit $$?; \
-	for s in $(SEEDS); do \
-	  $(MAKE) --no-print-directory run RESULTS=$(SWEEP_RESULTS) NAME=$(PROTOCOL)-baseline-s$$s SKIP_DONE=1 STEP=$$k/$$total \
-	    EXTRA="-p attention False -p seed $$s -p runs_root $(SWEEP_RUNS) $(SWEEP_EXTRA)" || exit $$?; k=$$((k + 2)); \
-	  for b in $(BETAS); do \
-	    $(MAKE) --no-print-directory run RESULTS=$(SWEEP_RESULTS) NAME=$(PROTOCOL)-aib-b$$b-s$$s SKIP_DONE=1 STEP=$$k/$$total \
-	      EXTRA="-p attention True -p beta $$b -p seed $$s -p runs_root $(SWEEP_RUNS) $(SWEEP_EXTRA)" || exit $$?; k=$$((k + 2)); \
-	  done; \
-	done; \
-	$(MAKE) --no-print-directory report RESULTS=$(SWEEP_RESULTS) STEP=$$total/$$total || exit $$?; \
-	echo "make sweep: done in $$(( $$(date +%s) - start )) s; the report is $(SWEEP_RESULTS)/README.md"
+# reproduce stays as it is), then the sweep runner (python -m aiblib sweep): per seed the baseline and one AIBR run per
+# β, each run's 01 + 02 a job of LAUNCHER, then 04-report (mean ± std over seeds). A run already done with the same
+# parameters and the same code (run.json: the digest of the code that shapes training and evaluation) is skipped, so
+# a rerun continues, also after commits that left that code alone. BETAS empty: the parameter file's β.
+sweep: $(STAMP) ## β × seed sweep into results/sweep-PROTOCOL/: make sweep [PARAMS=...] BETAS="0 1e-4 1e-3 1e-2" SEEDS="0 1 2" [LAUNCHER=slurm SLURM="..."] [JOBS=2]
+	@$(MAKE) --no-print-directory $(SWEEP_DATA) RESULTS=$(SWEEP_RESULTS) STEP=data
+	$(AIBLIB) sweep -f $(PARAMS) --protocol $(PROTOCOL) $(if $(strip $(BETAS)),--betas $(BETAS)) --seeds $(SEEDS) \
+	  --results $(SWEEP_RESULTS) --runs $(SWEEP_RUNS) $(SWEEP_EXTRA) $(LAUNCH)
 
-# Paired seeds: make sweep with the protocol's own β (read from its parameter file) for both protocols,
-# then 04-report, which pairs baseline and AIBR by seed into results/comparison.csv (95 % Student-t interval).
+# Paired seeds: make sweep with the protocol's own β (its parameter file's) for both protocols, then 04-report,
+# which pairs baseline and AIBR by seed into results/comparison.csv (95 % Student-t interval).
 seeds: $(STAMP) ## baseline vs AIBR paired by seed for dg and night, 95 % intervals in results/comparison.csv: make seeds [SEEDS="0 1 2"]
-	@start=$$(date +%s); \
-	for p in dg night; do \
-	  $(MAKE) --no-print-directory sweep PROTOCOL=$$p PARAMS=params/synthetic-$$p.yaml SEEDS="$(SEEDS)" \
-	    BETAS="$$(sed -n 's/^beta: *//p' params/synthetic-$$p.yaml)" \
-	    SWEEP_RESULTS=$(RESULTS)/seeds-$$p SWEEP_RUNS=runs/seeds-$$p || exit $$?; \
-	done; \
-	$(MAKE) --no-print-directory report || exit $$?; \
-	echo "make seeds: done in $$(( $$(date +%s) - start )) s; results/comparison.csv and results/comparison.png"
+	@$(MAKE) --no-print-directory sweep PROTOCOL=dg PARAMS=params/synthetic-dg.yaml SEEDS="$(SEEDS)" BETAS= \
+	  SWEEP_RESULTS=$(RESULTS)/seeds-dg SWEEP_RUNS=runs/seeds-dg
+	@$(MAKE) --no-print-directory sweep PROTOCOL=night PARAMS=params/synthetic-night.yaml SEEDS="$(SEEDS)" BETAS= \
+	  SWEEP_RESULTS=$(RESULTS)/seeds-night SWEEP_RUNS=runs/seeds-night
+	@$(MAKE) --no-print-directory report
+	@echo "make seeds: done; results/comparison.csv and results/comparison.png"
 
 camvid-data: $(STAMP) ## check the CamVid folder: its splits counted, every label read (make camvid-data CAMVID=path)
 	$(AIBLIB) prepare --camvid $(CAMVID)
 
 # Real driving scenes (README "Real driving scenes (CamVid)"): the paired seeds of params/camvid-dusk.yaml (make sweep
 # into results/camvid, finished runs skipped), the DG runs found under runs/ (make reproduce's, make seeds') scored on
-# CamVid day and dusk (results/camvid/synthetic-to-real, paired into results/comparison.csv), 03 on real frames, 04.
+# CamVid day and dusk (python -m aiblib score: results/camvid/synthetic-to-real, paired into results/comparison.csv),
+# 03 on real frames for the first seed and the file's β, 04.
+CAMVID_BETA_OF_FILE = $(shell sed -n 's/^beta: *//p' $(CAMVID_PARAMS))
+CAMVID_TARGETS = '["camvid:test-day", "camvid:dusk"]'
 camvid: $(STAMP) ## CamVid day -> dusk, baseline vs AIBR paired by seed, and synthetic -> real: make camvid [CAMVID=data/camvid] [CAMVID_SEEDS="0 1 2 3 4"]
-	@start=$$(date +%s); \
-	beta=$$(sed -n 's/^beta: *//p' $(CAMVID_PARAMS)); \
-	$(MAKE) --no-print-directory sweep PROTOCOL=camvid-dusk PARAMS=$(CAMVID_PARAMS) SEEDS="$(CAMVID_SEEDS)" BETAS="$$beta" \
+	@$(MAKE) --no-print-directory sweep PROTOCOL=camvid-dusk PARAMS=$(CAMVID_PARAMS) SEEDS="$(CAMVID_SEEDS)" BETAS= \
 	  SWEEP_DATA=camvid-data SWEEP_RESULTS=$(CAMVID_RESULTS) SWEEP_RUNS=$(CAMVID_RUNS) \
-	  SWEEP_EXTRA="-p camvid_root $(CAMVID) $(CAMVID_EXTRA)" || exit $$?; \
-	for run in $(DG_RUNS); do \
-	  test -f $$run/checkpoints/last.pth || continue; \
-	  $(AIBLIB) notebook 02-evaluate-cross-domain $(CAMVID_RESULTS)/synthetic-to-real/$$(basename $$run)/02-evaluate-cross-domain.ipynb \
-	    -p name $$(basename $$run) -p runs_root $$(dirname $$run) -p camvid_root $(CAMVID) \
-	    -p eval_targets '["camvid:test-day", "camvid:dusk"]' -p results_root $(CAMVID_RESULTS)/synthetic-to-real || exit $$?; \
-	done; \
-	s=$$(echo $(CAMVID_SEEDS) | cut -d' ' -f1); \
-	$(AIBLIB) notebook 03-visualize-attention $(CAMVID_RESULTS)/camvid-dusk-aib-b$$beta-s$$s-attention/03-visualize-attention.ipynb \
-	  -p baseline_name camvid-dusk-baseline-s$$s -p aib_name camvid-dusk-aib-b$$beta-s$$s \
-	  -p runs_root $(CAMVID_RUNS) -p camvid_root $(CAMVID) -p eval_targets '["camvid:test-day", "camvid:dusk"]' \
-	  -p interactive False -p results_root $(CAMVID_RESULTS) || exit $$?; \
-	$(MAKE) --no-print-directory report || exit $$?; \
-	echo "make camvid: done in $$(( $$(date +%s) - start )) s; $(CAMVID_RESULTS)/comparison.csv, $(CAMVID_RESULTS)/README.md"
+	  SWEEP_EXTRA="-p camvid_root $(CAMVID) $(CAMVID_EXTRA)"
+	$(AIBLIB) score $(DG_RUNS) --results $(CAMVID_RESULTS)/synthetic-to-real -p camvid_root $(CAMVID) \
+	  -p eval_targets $(CAMVID_TARGETS)
+	$(AIBLIB) notebook 03-visualize-attention \
+	  $(CAMVID_RESULTS)/camvid-dusk-aib-b$(CAMVID_BETA_OF_FILE)-s$(firstword $(CAMVID_SEEDS))-attention/03-visualize-attention.ipynb \
+	  -p baseline_name camvid-dusk-baseline-s$(firstword $(CAMVID_SEEDS)) \
+	  -p aib_name camvid-dusk-aib-b$(CAMVID_BETA_OF_FILE)-s$(firstword $(CAMVID_SEEDS)) \
+	  -p runs_root $(CAMVID_RUNS) -p camvid_root $(CAMVID) -p eval_targets $(CAMVID_TARGETS) \
+	  -p interactive False -p results_root $(CAMVID_RESULTS)
+	@$(MAKE) --no-print-directory report
+	@echo "make camvid: done; $(CAMVID_RESULTS)/comparison.csv, $(CAMVID_RESULTS)/README.md"
 
 # β on real scenes: the β x seed grid of CAMVID_PARAMS (make sweep: each β paired with the baseline of the same seed,
-# finished runs skipped while their parameters and code digest match), then the parameter file's own β over
-# CAMVID_BETA_MORE seeds more (CAMVID_BETA_PAPER, the paper's β), into results/camvid-beta/: comparison.csv (AIBR - baseline per β, 95 % intervals, power),
+# finished runs skipped while their parameters and code digest match), then the paper's β CAMVID_BETA_PAPER over
+# CAMVID_BETA_MORE seeds more, into results/camvid-beta/: comparison.csv (AIBR - baseline per β, 95 % intervals, power),
 # attention.csv and attention_vs_beta_camvid-dusk.png (mIoU and selectivity against β). β 0 keeps the attention
 # without the information term. About 6 min a run on a 2-core CPU: the 22 runs take more than one sitting, and a
 # rerun continues.
@@ -163,19 +158,20 @@ CAMVID_BETA_SEEDS ?= 0 1 2
 CAMVID_BETA_MORE ?= 3 4
 CAMVID_BETA_PAPER ?= 1e-3
 CAMVID_BETA_RESULTS ?= $(RESULTS)/camvid-beta
+CAMVID_BETA_SWEEP = PROTOCOL=camvid-dusk PARAMS=$(CAMVID_PARAMS) SWEEP_DATA=camvid-data \
+	SWEEP_RESULTS=$(CAMVID_BETA_RESULTS) SWEEP_RUNS=runs/camvid-beta SWEEP_EXTRA="-p camvid_root $(CAMVID) $(CAMVID_EXTRA)"
 camvid-beta: $(STAMP) ## β on CamVid day -> dusk: make camvid-beta [CAMVID_BETAS="0 1e-4 1e-3 1e-2 1e-1"] [CAMVID_BETA_SEEDS="0 1 2"] [CAMVID_BETA_MORE="3 4"]
-	@start=$$(date +%s); \
-	for grid in "$(CAMVID_BETA_SEEDS)|$(CAMVID_BETAS)" "$(CAMVID_BETA_MORE)|$(CAMVID_BETA_PAPER)"; do \
-	  seeds=$${grid%%|*}; betas=$${grid#*|}; test -n "$$seeds" || continue; \
-	  $(MAKE) --no-print-directory sweep PROTOCOL=camvid-dusk PARAMS=$(CAMVID_PARAMS) SEEDS="$$seeds" BETAS="$$betas" \
-	    SWEEP_DATA=camvid-data SWEEP_RESULTS=$(CAMVID_BETA_RESULTS) SWEEP_RUNS=runs/camvid-beta \
-	    SWEEP_EXTRA="-p camvid_root $(CAMVID) $(CAMVID_EXTRA)" || exit $$?; \
-	done; \
-	echo "make camvid-beta: done in $$(( $$(date +%s) - start )) s; $(CAMVID_BETA_RESULTS)/comparison.csv, attention.csv"
+	@$(MAKE) --no-print-directory sweep $(CAMVID_BETA_SWEEP) SEEDS="$(CAMVID_BETA_SEEDS)" BETAS="$(CAMVID_BETAS)"
+	$(if $(strip $(CAMVID_BETA_MORE)),@$(MAKE) --no-print-directory sweep $(CAMVID_BETA_SWEEP) SEEDS="$(CAMVID_BETA_MORE)" BETAS="$(CAMVID_BETA_PAPER)")
+	@echo "make camvid-beta: done; $(CAMVID_BETA_RESULTS)/comparison.csv, attention.csv"
 
-paper: $(STAMP) ## a paper run on real data: make paper RUN=dg-r50 GPUS=4 (params/paper/RUN.yaml)
-	@test -f params/paper/$(RUN).yaml || (echo "error: no params/paper/$(RUN).yaml; choose RUN from: $$(ls params/paper | sed 's/.yaml//' | tr '\n' ' ')" >&2; exit 2)
-	$(AIBLIB) run paper-$(RUN) -f params/paper/$(RUN).yaml --results $(RESULTS) -p gpus $(GPUS)
+# Paper runs on real data: params/paper/RUN.yaml (AIBR, its β) paired per seed with params/paper/RUN-baseline.yaml, through
+# the sweep runner into results/paper-RUN/ (04 pairs them as any comparison). GPUS per run: more than 1, 01 starts
+# torchrun (on Slurm, one task with GPUS GPUs). make paper RUN=dg-r50 SEEDS="0 1 2" LAUNCHER=slurm SLURM="--time 24:00:00"
+paper: $(STAMP) ## paper runs on real data, each paired with its baseline per seed: make paper RUN=dg-r50 [SEEDS="0 1 2"] [GPUS=4] [LAUNCHER=slurm SLURM="..."]
+	@test -f params/paper/$(RUN).yaml || (echo "error: no params/paper/$(RUN).yaml; choose RUN from: $$(ls params/paper | grep -v baseline | sed 's/.yaml//' | tr '\n' ' ')" >&2; exit 2)
+	$(AIBLIB) sweep -f params/paper/$(RUN).yaml --baseline-params params/paper/$(RUN)-baseline.yaml --protocol $(RUN) \
+	  --seeds $(SEEDS) --results $(RESULTS)/paper-$(RUN) --runs runs/paper-$(RUN) --gpus $(GPUS) $(LAUNCH)
 
 gpu-check: $(STAMP) ## on a CUDA machine: short R50-D8 trainings (fp32, bf16, torchrun), kill -9 + resume, logits per mode, memory and images/s (results/gpu-check/)
 	$(AIBLIB) gpu-check
@@ -192,6 +188,11 @@ CHROMIUM ?= /usr/bin/chromium
 test-browser: $(STAMP) ## JupyterLab + headless Chromium: run notebook 03 and drive its attention browser (about 2 min)
 	@test -x "$(CHROMIUM)" || { echo "error: make test-browser needs Chromium at $(CHROMIUM): install Debian's package (apt-get install chromium, as root) or pass CHROMIUM=/path/to/chromium" >&2; exit 2; }
 	AIBR_BROWSER_TEST=1 CHROMIUM="$(CHROMIUM)" $(PY) -m pytest tests/browser -p no:cacheprovider -s
+
+# The Slurm test (tests/slurm/): not part of make test. It installs Debian's slurm-wlm and munge when missing (as
+# root), starts a single-node Slurm on loopback in a temporary folder, and stops every daemon it started.
+test-slurm: $(STAMP) ## a real single-node Slurm: a 2-β × 2-seed sweep through sbatch, one run requeued mid-training
+	AIBR_SLURM_TEST=1 $(PY) -m pytest tests/slurm -p no:cacheprovider -s
 
 # make clean removes only what is cheap to rebuild; trained runs go with make clean-runs, which names them first.
 clean: ## remove the generated synthetic data (data/synthetic, data/smoke) and caches; keeps runs/, results/, .venv

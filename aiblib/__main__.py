@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("profile", "profile a training iteration on this machine's CUDA GPU (make gpu-profile)"),
     "notebook": ("notebook", "run one of the notebooks with papermill, its output streamed"),
     "run": ("run", "one experiment: 01-train then 02-evaluate-cross-domain (make run)"),
+    "score": ("score", "02-evaluate-cross-domain on runs trained before (make camvid: the DG runs on CamVid)"),
     "sweep": ("sweep", "a β × seed grid of runs, on this machine or on Slurm; its status; 04's report (make sweep)"),
 }
 

@@ -4,6 +4,7 @@ alone (make -n: the commands make would run)."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -70,11 +71,48 @@ def test_a_sweeps_data_step_writes_into_the_sweeps_folder_not_results(tmp_path):
     assert _data_notebooks(reproduce) == [f"{results}/00-prepare-data.ipynb"], reproduce
 
 
+def _sweeps(dry_run: str) -> list[dict[str, list[str]]]:
+    """The ``python -m aiblib sweep`` commands in ``make -n`` output: option -> the words after it."""
+    out = []
+    for line in dry_run.replace("\\\n", " ").splitlines():
+        words = shlex.split(line) if "-m aiblib sweep " in line else []
+        options: dict[str, list[str]] = {}
+        for word in words[words.index("sweep") + 1:] if words else []:
+            if word.startswith("-"):
+                key = word
+                options.setdefault(key, [])
+            else:
+                options[key].append(word)
+        if words:
+            out.append(options)
+    return out
+
+
+def _names(sweep: dict[str, list[str]]) -> set[str]:
+    from aiblib.sweeps import Sweep, expand
+
+    grid = Sweep(params_file=sweep["-f"][0], protocol=sweep["--protocol"][0], betas=tuple(sweep["--betas"]),
+                 seeds=tuple(sweep["--seeds"]), results=sweep["--results"][0], runs=sweep["--runs"][0])
+    return {spec.name for spec in expand(grid)}
+
+
+@pytest.mark.parametrize("target", ["sweep", "seeds", "camvid", "camvid-beta", "paper"])
+def test_the_grid_targets_call_the_sweep_runner_and_keep_no_loop_of_their_own(target):
+    """make -n: each grid target runs python -m aiblib sweep, with LAUNCHER, JOBS and SLURM passed through, and no
+    shell loop (make -n prints a loop of the recipe as it is)."""
+    commands = _make("-n", target, "CAMVID=data/camvid", "LAUNCHER=slurm", "SLURM=--partition gpu --time 24:00:00").stdout
+    sweeps = _sweeps(commands)
+    assert sweeps and all(s["--launcher"] == ["slurm"] and s["--partition"] == ["gpu"] and s["--time"] == ["24:00:00"]
+                          for s in sweeps), commands
+    assert not re.search(r"\b(for \w+ in|while) ", commands), commands
+    local = _sweeps(_make("-n", target, "CAMVID=data/camvid", "JOBS=2").stdout)
+    assert all(s["--launcher"] == ["local"] and s["--jobs"] == ["2"] for s in local)
+
+
 def test_make_camvid_beta_runs_every_beta_paired_with_its_seeds_baseline_and_five_seeds_of_the_papers_beta():
-    # make -n expands the nested makes too: the run commands the grid would execute
-    commands = _make("-n", "camvid-beta", "CAMVID=data/camvid").stdout
-    runs = [line for line in commands.splitlines() if "-m aiblib run " in line]
-    names = {shlex.split(line)[shlex.split(line).index("run") + 1] for line in runs}
+    # make -n expands the nested makes too: the sweep commands the grid would execute
+    sweeps = _sweeps(_make("-n", "camvid-beta", "CAMVID=data/camvid").stdout)
+    names = set().union(*map(_names, sweeps))
     for seed in (0, 1, 2):
         assert f"camvid-dusk-baseline-s{seed}" in names
         for beta in ("0", "1e-4", "1e-3", "1e-2", "1e-1"):
@@ -83,4 +121,21 @@ def test_make_camvid_beta_runs_every_beta_paired_with_its_seeds_baseline_and_fiv
         assert {f"camvid-dusk-baseline-s{seed}", f"camvid-dusk-aib-b1e-3-s{seed}"} <= names
         assert f"camvid-dusk-aib-b0-s{seed}" not in names
     assert len(names) == 3 * 6 + 2 * 2
-    assert all("--results results/camvid-beta" in line and "--skip-done" in line for line in runs)
+    assert all(s["--results"] == ["results/camvid-beta"] and s["-p"] == ["camvid_root", "data/camvid"] for s in sweeps)
+
+
+def test_make_seeds_and_camvid_take_the_beta_of_their_parameter_file():
+    """BETAS empty: the runner names the runs with the file's β as typed (1.0e-3), as the old sed did."""
+    for target, files in (("seeds", ["params/synthetic-dg.yaml", "params/synthetic-night.yaml"]),
+                          ("camvid", ["params/camvid-dusk.yaml"])):
+        sweeps = _sweeps(_make("-n", target, "CAMVID=data/camvid", "SEEDS=0", "CAMVID_SEEDS=0").stdout)
+        assert [s["-f"] for s in sweeps] == [[f] for f in files] and not any("--betas" in s for s in sweeps)
+    camvid = _make("-n", "camvid", "CAMVID=data/camvid", "CAMVID_SEEDS=3 4").stdout
+    assert "-p aib_name camvid-dusk-aib-b1.0e-3-s3" in camvid and "aiblib score runs/dg-baseline" in camvid
+
+
+def test_make_paper_pairs_the_paper_run_with_its_baseline_per_seed():
+    (sweep,) = _sweeps(_make("-n", "paper", "RUN=night-r50", "SEEDS=0 1 2", "GPUS=4").stdout)
+    assert sweep["-f"] == ["params/paper/night-r50.yaml"] and sweep["--seeds"] == ["0", "1", "2"]
+    assert sweep["--baseline-params"] == ["params/paper/night-r50-baseline.yaml"] and sweep["--gpus"] == ["4"]
+    assert sweep["--results"] == ["results/paper-night-r50"] and sweep["--runs"] == ["runs/paper-night-r50"]
