@@ -1,0 +1,95 @@
+"""The local launcher for real (submitit's LocalExecutor), with a fake program in place of ``python -m aiblib``:
+``--jobs 2`` runs the same runs with the same arguments as ``--jobs 1``, at most two at once, each pinned to its
+own half of the cores with ``OMP_NUM_THREADS`` = their count; ``--jobs 1`` leaves the run's environment as it is."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import aiblib.sweeps.runner as runner
+from aiblib.sweeps import LocalLauncher, Sweep, local_slots, read_record, record_path
+
+FAKE = """\
+import json, os, sys, time
+from pathlib import Path
+args = sys.argv[1:]
+name, results = args[1], Path(args[args.index("--results") + 1])
+start = time.time()
+time.sleep(1.5)
+seen = {"name": name, "args": args, "cores": sorted(os.sched_getaffinity(0)), "omp": os.environ.get("OMP_NUM_THREADS"),
+        "launcher": os.environ.get("AIBR_JOB_LAUNCHER"), "job": os.environ.get("AIBR_JOB_ID"), "start": start,
+        "end": time.time()}
+with open(os.environ["FAKE_SEEN"], "a") as f:
+    f.write(json.dumps(seen) + "\\n")
+print(f"{name}: trained and scored", flush=True)
+(results / name).mkdir(parents=True, exist_ok=True)
+(results / name / "fake-done").write_text("")
+"""
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """The fake program, a done check that reads its marker, and a report that only notes it was asked for."""
+    (tmp_path / "fake.py").write_text(FAKE)
+    monkeypatch.setenv("FAKE_SEEN", str(tmp_path / "seen.jsonl"))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runner, "run_done", lambda spec, results: (Path(results) / spec.name / "fake-done").exists())
+    reports = []
+    monkeypatch.setattr(runner, "write_report", lambda results, label="": reports.append(results))
+    return types.SimpleNamespace(program=(sys.executable, str(tmp_path / "fake.py")), reports=reports,
+                                 seen=tmp_path / "seen.jsonl")
+
+
+def _sweep(tmp_path, name: str) -> Sweep:
+    return Sweep(params_file="params/synthetic-dg.yaml", protocol="dg", betas=("1e-4",), seeds=("0", "1"),
+                 results=str(tmp_path / name / "results"), runs=str(tmp_path / name / "runs"))
+
+
+class _Recording(LocalLauncher):
+    """Notes the jobs a sweep submits with --jobs 1 and marks each run done, running nothing."""
+
+    def submit(self, job):
+        self.jobs = [*getattr(self, "jobs", []), job]
+        name, results = job.command[3], job.command[job.command.index("--results") + 1]
+        (Path(results) / name).mkdir(parents=True)
+        (Path(results) / name / "fake-done").write_text("")
+        return types.SimpleNamespace(done=lambda: True, job_id="0", paths=types.SimpleNamespace(stdout="none"))
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="two runs at once need two cores")
+def test_two_jobs_at_once_run_the_same_runs_on_disjoint_cores(tmp_path, fake, capsys):
+    one = _sweep(tmp_path, "one")
+    recording = _Recording(one.runs, slots=local_slots(1, gpus_per_run=0))
+    assert runner.run_sweep(one, recording, program=fake.program, poll_s=0.1) == 0
+    assert all(job.cores == () and dict(job.environment).keys() == {"CUDA_VISIBLE_DEVICES"} for job in recording.jobs)
+
+    two = _sweep(tmp_path, "two")
+    slots = local_slots(2, gpus_per_run=0)
+    assert runner.run_sweep(two, LocalLauncher(two.runs, slots=slots), program=fake.program, poll_s=0.1) == 0
+    out = capsys.readouterr().out
+    seen = [json.loads(line) for line in fake.seen.read_text().splitlines()]
+
+    def words(args, results):  # a run's arguments, its results folder named alike in both sweeps
+        return [a.replace(results, "RESULTS").replace(results.replace("results", "runs"), "RUNS") for a in args]
+
+    assert sorted(words(s["args"], two.results) for s in seen) == \
+        sorted(words(list(job.command[2:]), one.results) for job in recording.jobs)
+    assert len(seen) == 4 and fake.reports == [one.results, two.results]
+    shares = {slot.cores for slot in slots}
+    assert all(tuple(s["cores"]) in shares and s["omp"] == str(len(s["cores"])) for s in seen), seen
+    assert {tuple(s["cores"]) for s in seen} == shares and not set.intersection(*map(set, shares))
+    for s in seen:  # never more than two at once, and two at once never on the same cores
+        during = [o for o in seen if o["start"] < s["end"] and s["start"] < o["end"]]
+        assert len(during) <= 2 and len({tuple(o["cores"]) for o in during}) == len(during), during
+    for s in seen:  # each run's job record names the job the run saw, and its log holds the run's output
+        record = read_record(record_path(two.runs, s["name"]))
+        assert s["launcher"] == "local" and record["launcher"] == "local" and record["job_id"] == s["job"]
+        assert f"{s['name']}: trained and scored" in Path(record["log"]).read_text()
+        assert f"[{s['name']}] {s['name']}: trained and scored" in out  # shown as it ran, named
+    assert "submitit INFO" not in out
