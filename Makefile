@@ -79,17 +79,15 @@ report: $(STAMP) ## 04: gather every run under RESULTS into summary.csv, README.
 	$(AIBLIB) notebook 04-report $(RESULTS)/04-report.ipynb -p results_root $(RESULTS) $(STEP_ARG)
 
 # 05 per protocol into one folder: both write results/robustness/{corruptions,uncertainty}.csv (a rerun of a
-# protocol replaces its rows) and their own figures. One torch thread: the DataLoader worker that corrupts the
-# images needs the other core (two threads then oversubscribe the CPU, 10x slower here). EXTRA passes more
-# parameters (-p max_images 0: every image).
-robustness: $(STAMP) ## 05 for DG and Night: mIoU under ImageNet-C corruptions, ECE/AUROC of the uncertainty -> results/robustness/
-	@start=$$(date +%s); n=$(words $(ROBUSTNESS_PROTOCOLS)); k=1; \
-	for p in $(ROBUSTNESS_PROTOCOLS); do \
-	  $(AIBLIB) notebook 05-robustness $(RESULTS)/robustness/05-robustness-$$p.ipynb -p protocol $$p \
-	    -p baseline_name $$p-baseline -p aib_name $$p-aib -p results_root $(RESULTS) -p threads 1 $(EXTRA) --step $$k/$$n || exit $$?; \
-	  k=$$((k + 1)); \
-	done; \
-	echo "make robustness: done in $$(( $$(date +%s) - start )) s"
+# protocol replaces its rows) and their own figures, one protocol after the other (robustness-dg, robustness-night).
+# One torch thread: the DataLoader worker that corrupts the images needs the other core (two threads then
+# oversubscribe the CPU, 10x slower here). EXTRA passes more parameters (-p max_images 0: every image).
+robustness: $(STAMP) $(addprefix robustness-,$(ROBUSTNESS_PROTOCOLS)) ## 05 for DG and Night: mIoU under ImageNet-C corruptions, ECE/AUROC of the uncertainty -> results/robustness/
+	@echo "make robustness: done; $(RESULTS)/robustness/"
+
+robustness-%: $(STAMP)
+	$(AIBLIB) notebook 05-robustness $(RESULTS)/robustness/05-robustness-$*.ipynb -p protocol $* \
+	  -p baseline_name $*-baseline -p aib_name $*-aib -p results_root $(RESULTS) -p threads 1 $(EXTRA) --step robustness-$*
 
 reproduce: $(STAMP) ## the embedded default, end to end: 00 -> 01 -> 02 -> 03 -> 04 for DG and Night, baseline and AIB (12 steps)
 	@start=$$(date +%s); \

@@ -139,3 +139,11 @@ def test_make_paper_pairs_the_paper_run_with_its_baseline_per_seed():
     assert sweep["-f"] == ["params/paper/night-r50.yaml"] and sweep["--seeds"] == ["0", "1", "2"]
     assert sweep["--baseline-params"] == ["params/paper/night-r50-baseline.yaml"] and sweep["--gpus"] == ["4"]
     assert sweep["--results"] == ["results/paper-night-r50"] and sweep["--runs"] == ["runs/paper-night-r50"]
+
+
+def test_make_robustness_runs_05_per_protocol_as_make_steps_not_a_loop():
+    commands = _make("-n", "robustness", "ROBUSTNESS_PROTOCOLS=dg night", "EXTRA=-p max_images 0").stdout
+    lines = [line for line in commands.replace("\\\n", " ").splitlines() if "notebook 05-robustness" in line]
+    assert [shlex.split(line)[shlex.split(line).index("protocol") + 1] for line in lines] == ["dg", "night"]
+    assert all("-p threads 1 -p max_images 0" in line for line in lines)
+    assert not re.search(r"\b(for \w+ in|while) ", commands), commands
