@@ -192,6 +192,34 @@ def test_the_preemption_signal_stops_the_run_with_sigterm_and_requeues_it_once_p
     assert job.checkpoint() is None  # stopped again at iteration 3: fails the same way twice
 
 
+SIGNALLED = """\
+import os, signal, sys, threading
+os.environ.update(SUBMITIT_EXECUTOR="local", SUBMITIT_LOCAL_JOB_ID="99")
+from aiblib.sweeps import RunJob
+run = "import signal, sys, time\\nsignal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\\ntime.sleep(60)"
+job = RunJob(name="r", command=(sys.executable, "-c", run), run_dir=sys.argv[1], record=sys.argv[2], launcher="local",
+             signal_delay_s=20)
+def preempted(signum, frame):  # what submitit's handler does: checkpoint() in the job's main thread
+    print("requeued" if job.checkpoint() is not None else "not requeued", flush=True)
+    raise SystemExit(0)
+signal.signal(signal.SIGUSR2, preempted)
+threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGUSR2)).start()
+job()
+"""
+
+
+def test_the_preemption_signal_while_the_job_waits_for_its_run_stops_it_and_requeues_it(tmp_path):
+    """The signal interrupts the job's main thread while it waits for the run: checkpoint() must see the run end
+    (it ends within a second of its SIGTERM) and return, not wait on the waiting thread's lock."""
+    (tmp_path / "job.py").write_text(SIGNALLED)
+    record = tmp_path / "jobs" / "r.json"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(tmp_path / "job.py"), str(tmp_path / "run"), str(record)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split() == ["requeued"], done.stdout + done.stderr[-2000:]
+    assert read_record(record)["requeues"][0]["job_id"] == "99" and time.monotonic() - started < 60
+
+
 def test_a_job_restarted_by_slurm_notes_the_requeue_then_runs_and_records_its_job(tmp_path, monkeypatch):
     seen = tmp_path / "env.json"
     command = (sys.executable, "-c", "import json, os; json.dump({k: os.environ.get(k) for k in ('AIBR_JOB_LAUNCHER', "

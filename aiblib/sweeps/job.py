@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,13 @@ class RunJob:
         self._process = subprocess.Popen(list(self.command), cwd=project_root(), stderr=subprocess.STDOUT,
                                          env=self.run_environment(job_id=job_id, restarts=restarts),
                                          preexec_fn=_ignore_preemption_signal)
-        status = self._process.wait()
+        # a thread reaps the run: the preemption handler, which interrupts this thread, then waits for the run's
+        # end without Popen.wait, whose lock this thread would hold (the handler would wait on it forever)
+        reaper = threading.Thread(target=self._process.wait, daemon=True)
+        reaper.start()
+        while reaper.is_alive():
+            reaper.join(timeout=1.0)
+        status = self._process.returncode
         self._process = None
         if status != 0:
             raise RunFailed(f"{self.name}: python -m aiblib run ended with exit status {status}")
@@ -126,15 +133,21 @@ class RunJob:
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=max(self.signal_delay_s - 15, 5))
-        except subprocess.TimeoutExpired:  # out of time: the scheduler would kill it next
+        if not _ended(process, seconds=max(self.signal_delay_s - 15, 5)):  # out of time: the scheduler kills it next
             process.kill()
-            process.wait()
+            _ended(process, seconds=10)
 
     def __getstate__(self) -> dict[str, Any]:
         """What submitit pickles for the requeued job: everything but the running subprocess."""
         return {k: v for k, v in self.__dict__.items() if k != "_process"}
+
+
+def _ended(process: subprocess.Popen, *, seconds: float) -> bool:
+    """Whether the run ended within ``seconds`` (``poll`` never blocks on the lock a reaping thread holds)."""
+    deadline = time.monotonic() + seconds
+    while process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return process.poll() is not None
 
 
 def _ignore_preemption_signal() -> None:
