@@ -298,3 +298,12 @@ def test_python_m_aiblib_lists_sweep_and_its_help_names_the_launcher_flags():
     assert COMMANDS["sweep"][0] == "sweep" and COMMANDS["score"][0] == "score"
     text = sweep_cli._parser().format_help()
     assert all(flag in text for flag in ("--launcher", "--jobs", "--signal-delay", "--cluster", "--status", "--report"))
+
+
+def test_report_alone_writes_04_over_the_results_and_submits_nothing(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(sweep_cli, "write_report", lambda results: asked.append(results))
+    monkeypatch.setattr(sweep_cli, "run_sweep", lambda *a, **k: pytest.fail("--report ran the sweep"))
+    results = str(tmp_path / "results")
+    assert sweep_cli.main(["-f", PARAMS, "--results", results, "--runs", str(tmp_path / "runs"), "--report"]) == 0
+    assert asked == [results] and not (tmp_path / "runs").exists()
