@@ -130,25 +130,28 @@ camvid-data: $(STAMP) ## check the CamVid folder: its splits counted, every labe
 # 03 on real frames for the first seed and the file's β, 04.
 CAMVID_BETA_OF_FILE = $(shell sed -n 's/^beta: *//p' $(CAMVID_PARAMS))
 CAMVID_TARGETS = '["camvid:test-day", "camvid:dusk"]'
+# 03 on CamVid day and dusk frames for AIBR at one β and its baseline of one seed: the maps, and mu per class day
+# against dusk. $(call camvid_attention,RESULTS,RUNS,BETA,SEED)
+define camvid_attention
+$(AIBLIB) notebook 03-visualize-attention $(1)/camvid-dusk-aib-b$(3)-s$(4)-attention/03-visualize-attention.ipynb \
+	  -p baseline_name camvid-dusk-baseline-s$(4) -p aib_name camvid-dusk-aib-b$(3)-s$(4) -p runs_root $(2) \
+	  -p camvid_root $(CAMVID) -p eval_targets $(CAMVID_TARGETS) -p interactive False -p results_root $(1)
+endef
 camvid: $(STAMP) ## CamVid day -> dusk, baseline vs AIBR paired by seed, and synthetic -> real: make camvid [CAMVID=data/camvid] [CAMVID_SEEDS="0 1 2 3 4"]
 	@$(MAKE) --no-print-directory sweep PROTOCOL=camvid-dusk PARAMS=$(CAMVID_PARAMS) SEEDS="$(CAMVID_SEEDS)" BETAS= \
 	  SWEEP_DATA=camvid-data SWEEP_RESULTS=$(CAMVID_RESULTS) SWEEP_RUNS=$(CAMVID_RUNS) \
 	  SWEEP_EXTRA="-p camvid_root $(CAMVID) $(CAMVID_EXTRA)"
 	$(AIBLIB) score $(DG_RUNS) --results $(CAMVID_RESULTS)/synthetic-to-real -p camvid_root $(CAMVID) \
 	  -p eval_targets $(CAMVID_TARGETS)
-	$(AIBLIB) notebook 03-visualize-attention \
-	  $(CAMVID_RESULTS)/camvid-dusk-aib-b$(CAMVID_BETA_OF_FILE)-s$(firstword $(CAMVID_SEEDS))-attention/03-visualize-attention.ipynb \
-	  -p baseline_name camvid-dusk-baseline-s$(firstword $(CAMVID_SEEDS)) \
-	  -p aib_name camvid-dusk-aib-b$(CAMVID_BETA_OF_FILE)-s$(firstword $(CAMVID_SEEDS)) \
-	  -p runs_root $(CAMVID_RUNS) -p camvid_root $(CAMVID) -p eval_targets $(CAMVID_TARGETS) \
-	  -p interactive False -p results_root $(CAMVID_RESULTS)
+	$(call camvid_attention,$(CAMVID_RESULTS),$(CAMVID_RUNS),$(CAMVID_BETA_OF_FILE),$(firstword $(CAMVID_SEEDS)))
 	@$(MAKE) --no-print-directory report
 	@echo "make camvid: done; $(CAMVID_RESULTS)/comparison.csv, $(CAMVID_RESULTS)/README.md"
 
 # β on real scenes: the β x seed grid of CAMVID_PARAMS (make sweep: each β paired with the baseline of the same seed,
 # finished runs skipped while their parameters and code digest match), then the paper's β CAMVID_BETA_PAPER over
 # CAMVID_BETA_MORE seeds more, into results/camvid-beta/: comparison.csv (AIBR - baseline per β, 95 % intervals, power),
-# attention.csv and attention_vs_beta_camvid-dusk.png (mIoU and selectivity against β). β 0 keeps the attention
+# attention.csv and attention_vs_beta_camvid-dusk.png (mIoU and selectivity against β), and 03 on real frames for the
+# paper's β and the first seed (mu per class, day against dusk). β 0 keeps the attention
 # without the information term. About 6 min a run on a 2-core CPU: the 22 runs take more than one sitting, and a
 # rerun continues.
 CAMVID_BETAS ?= 0 1e-4 1e-3 1e-2 1e-1
@@ -161,6 +164,7 @@ CAMVID_BETA_SWEEP = PROTOCOL=camvid-dusk PARAMS=$(CAMVID_PARAMS) SWEEP_DATA=camv
 camvid-beta: $(STAMP) ## β on CamVid day -> dusk: make camvid-beta [CAMVID_BETAS="0 1e-4 1e-3 1e-2 1e-1"] [CAMVID_BETA_SEEDS="0 1 2"] [CAMVID_BETA_MORE="3 4"]
 	@$(MAKE) --no-print-directory sweep $(CAMVID_BETA_SWEEP) SEEDS="$(CAMVID_BETA_SEEDS)" BETAS="$(CAMVID_BETAS)"
 	$(if $(strip $(CAMVID_BETA_MORE)),@$(MAKE) --no-print-directory sweep $(CAMVID_BETA_SWEEP) SEEDS="$(CAMVID_BETA_MORE)" BETAS="$(CAMVID_BETA_PAPER)")
+	$(call camvid_attention,$(CAMVID_BETA_RESULTS),runs/camvid-beta,$(CAMVID_BETA_PAPER),$(firstword $(CAMVID_BETA_SEEDS)))
 	@echo "make camvid-beta: done; $(CAMVID_BETA_RESULTS)/comparison.csv, attention.csv"
 
 # Paper runs on real data: params/paper/RUN.yaml (AIBR, its β) paired per seed with params/paper/RUN-baseline.yaml, through

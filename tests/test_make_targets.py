@@ -111,7 +111,8 @@ def test_the_grid_targets_call_the_sweep_runner_and_keep_no_loop_of_their_own(ta
 
 def test_make_camvid_beta_runs_every_beta_paired_with_its_seeds_baseline_and_five_seeds_of_the_papers_beta():
     # make -n expands the nested makes too: the sweep commands the grid would execute
-    sweeps = _sweeps(_make("-n", "camvid-beta", "CAMVID=data/camvid").stdout)
+    commands = _make("-n", "camvid-beta", "CAMVID=data/camvid").stdout
+    sweeps = _sweeps(commands)
     names = set().union(*map(_names, sweeps))
     for seed in (0, 1, 2):
         assert f"camvid-dusk-baseline-s{seed}" in names
@@ -122,6 +123,10 @@ def test_make_camvid_beta_runs_every_beta_paired_with_its_seeds_baseline_and_fiv
         assert f"camvid-dusk-aib-b0-s{seed}" not in names
     assert len(names) == 3 * 6 + 2 * 2
     assert all(s["--results"] == ["results/camvid-beta"] and s["-p"] == ["camvid_root", "data/camvid"] for s in sweeps)
+    # then 03 on real frames for the paper's β and seed 0 against its baseline: mu per class, day against dusk
+    assert ("03-visualize-attention results/camvid-beta/camvid-dusk-aib-b1e-3-s0-attention/" in commands
+            and "-p baseline_name camvid-dusk-baseline-s0 -p aib_name camvid-dusk-aib-b1e-3-s0 -p runs_root runs/camvid-beta"
+            in commands), commands
 
 
 def test_make_seeds_and_camvid_take_the_beta_of_their_parameter_file():
