@@ -41,7 +41,7 @@ SLURM ?=
 LAUNCH = --launcher $(LAUNCHER) $(if $(strip $(JOBS)),--jobs $(JOBS)) $(SLURM)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast reproduce data run sweep seeds camvid camvid-beta camvid-data report robustness paper gpu-check gpu-profile lab test-browser test-slurm clean clean-runs
+.PHONY: help setup test test-e2e test-fast reproduce data run sweep seeds camvid camvid-beta camvid-data report robustness paper gpu-check gpu-profile lab test-browser test-slurm clean clean-runs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -58,7 +58,12 @@ setup: $(STAMP) ## create .venv and install the project with its pinned dependen
 # subprocesses, kernels and torchrun, so two share 2 cores well, and an idle worker takes tests from a busy one.
 TEST_WORKERS ?= 2
 test: $(STAMP) ## run the test suite (installs first if needed; includes a papermill smoke run of every notebook) [TEST_WORKERS=2]
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not e2e"
+
+# make commands end to end as a user types them (make camvid on a tiny CamVid folder, run twice): minutes each, so
+# outside make test; CI runs them after it.
+test-e2e: $(STAMP) ## make camvid end to end on a tiny CamVid folder, then again with one more seed (about 7 min)
+	$(PY) -m pytest -m e2e -p no:cacheprovider
 
 test-fast: $(STAMP) ## the quick tests only (no test marked slow: no training runs, no notebooks, no torchrun)
 	$(PY) -m pytest -m "not slow"

@@ -40,6 +40,7 @@ def test_ctrl_c_during_a_notebook_run_reaches_the_kernel_which_saves_and_stops(t
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_make_camvid_end_to_end_on_a_tiny_camvid_folder(tmp_path, camvid_root, synthetic_root):
     """``make camvid`` as README writes it, on the test's own CamVid folder: the data check, seed 0's pair of
     camvid-dusk through ``make sweep``, a DG run scored on CamVid day and dusk (paired into results/comparison.csv)

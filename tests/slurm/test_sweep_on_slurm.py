@@ -99,10 +99,12 @@ def test_a_job_sees_its_id_and_runs_again_after_a_requeue(slurm, tmp_path):
 BETAS = ("1e-3", "1e-2")
 SEEDS = ("0", "1")
 # params/smoke.yaml's toy sizes, with iterations enough (about 0.2 s each here) for a run to be caught training,
-# a checkpoint every 5, bit-exact on one thread so that both launchers and a resumed run compute the same numbers
-RUN = {"iterations": 60, "checkpoint_interval": 5, "log_interval": 1, "deterministic_algorithms": True,
+# a checkpoint every 20 (each is about 90 MB: 12 runs keeping one every 5 filled the disk), bit-exact on one thread
+# so that both launchers and a resumed run compute the same numbers; the requeued run resumes from the last.pth its
+# SIGTERM wrote, at the iteration it stopped after
+RUN = {"iterations": 60, "checkpoint_interval": 20, "log_interval": 1, "deterministic_algorithms": True,
        "threads": 1, "progress": False}
-REQUEUE_AFTER = 12  # the requeued run has logged this iteration (two checkpoints behind it) and is short of the end
+REQUEUE_AFTER = 12  # the requeued run has logged this iteration (before its first periodic checkpoint) and is short of the end
 # each sweep's limit: about 4 min on an idle 2-core CPU (6 runs, 2 at once, 60-90 s each); a run starved by other
 # work on the machine (at nice 19 here) took 10 min
 SWEEP_TIMEOUT = 1800
