@@ -157,7 +157,7 @@ camvid: $(STAMP) ## CamVid day -> dusk, baseline vs AIBR paired by seed, and syn
 # CAMVID_BETA_MORE seeds more, into results/camvid-beta/: comparison.csv (AIBR - baseline per β, 95 % intervals, power),
 # attention.csv and attention_vs_beta_camvid-dusk.png (mIoU and selectivity against β), and 03 on real frames for the
 # paper's β and the first seed (mu per class, day against dusk). β 0 keeps the attention
-# without the information term. About 6 min a run on a 2-core CPU: the 22 runs take more than one sitting, and a
+# without the information term. About 10 min a run on a 2-core CPU: the 22 runs take more than one sitting, and a
 # rerun continues.
 CAMVID_BETAS ?= 0 1e-4 1e-3 1e-2 1e-1
 CAMVID_BETA_SEEDS ?= 0 1 2
