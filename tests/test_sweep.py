@@ -7,15 +7,19 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
 import torch
 
+import aiblib.sweeps.runner as runner
 from aiblib.cli import sweep as sweep_cli
+from aiblib.errors import Interrupted
 from aiblib.notebooks import run_record
 from aiblib.sweeps import (
     RunFailed,
@@ -307,3 +311,28 @@ def test_report_alone_writes_04_over_the_results_and_submits_nothing(tmp_path, m
     results = str(tmp_path / "results")
     assert sweep_cli.main(["-f", PARAMS, "--results", results, "--runs", str(tmp_path / "runs"), "--report"]) == 0
     assert asked == [results] and not (tmp_path / "runs").exists()
+
+
+def test_ctrl_c_while_following_slurm_jobs_leaves_them_running_and_says_how_to_follow_them(tmp_path, monkeypatch):
+    class Submitting:  # stands for SlurmLauncher: submits, and the jobs run elsewhere
+        name = "slurm"
+
+        def job(self, *, name, command, run_dir):
+            return name
+
+        def submit(self, name):
+            return types.SimpleNamespace(job_id="7", paths=types.SimpleNamespace(stdout=tmp_path / f"{name}.out"))
+
+    def states_then_ctrl_c(todo, *, results, runs):
+        os.kill(os.getpid(), signal.SIGINT)  # handled as the call returns, as a Ctrl-C between two polls
+        return [runner.RunState(spec.name, "running", "7") for spec in todo]
+
+    monkeypatch.setattr(runner, "run_done", lambda spec, results: False)
+    monkeypatch.setattr(runner, "run_states", states_then_ctrl_c)
+    monkeypatch.setattr(runner, "write_report", lambda *a, **k: pytest.fail("an interrupted sweep wrote its report"))
+    with pytest.raises(Interrupted) as stopped:
+        runner.run_sweep(_sweep(tmp_path), Submitting(), poll_s=0.01)
+    assert stopped.value.exit_status == 130
+    assert str(stopped.value).startswith("sweep interrupted (Ctrl-C) while following its 6 Slurm job(s): they go on; "
+                                         "--status follows them")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the runner's handler is gone

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -93,3 +96,89 @@ def test_two_jobs_at_once_run_the_same_runs_on_disjoint_cores(tmp_path, fake, ca
         assert f"{s['name']}: trained and scored" in Path(record["log"]).read_text()
         assert f"[{s['name']}] {s['name']}: trained and scored" in out  # shown as it ran, named
     assert "submitit INFO" not in out
+
+
+STOPPABLE = """\
+import os, signal, sys, time
+from pathlib import Path
+name, stopping = sys.argv[2], []
+
+def stop(signum, frame):  # as training does: the first signal finishes the step and writes last.pth, a repeat is noted
+    if not stopping:
+        stopping.append(signal.Signals(signum).name)
+        print(f"{name}: training stopped by {stopping[0]}, last.pth written", flush=True)
+        with open(os.environ["FAKE_STOPPED"], "a") as f:
+            f.write(f"{name} {stopping[0]}\\n")
+        time.sleep(1.0)
+        sys.exit(128 + signum)
+
+signal.signal(signal.SIGINT, stop)
+signal.signal(signal.SIGTERM, stop)
+with open(os.environ["FAKE_STARTED"], "a") as f:
+    f.write(f"{name} {os.getpid()}\\n")
+print(f"{name}: training", flush=True)
+time.sleep(120)
+"""
+
+DRIVER = """\
+import sys
+import aiblib.sweeps.runner as runner
+from aiblib.cli.common import command
+from aiblib.sweeps import LocalLauncher, Sweep, local_slots
+root, fake = sys.argv[1], sys.argv[2]
+runner.run_done = lambda spec, results: False
+sweep = Sweep(params_file="params/synthetic-dg.yaml", protocol="dg", betas=("1e-4",), seeds=("0", "1"),
+              results=root + "/results", runs=root + "/runs")
+launcher = LocalLauncher(sweep.runs, slots=local_slots(1, gpus_per_run=0))
+sys.exit(command(lambda argv: runner.run_sweep(sweep, launcher, program=(sys.executable, fake), poll_s=0.1))([]))
+"""
+
+
+def _wait_for(path: Path, *, seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text()
+        time.sleep(0.1)
+    raise AssertionError(f"{path} stayed empty for {seconds} s")
+
+
+def _ended(pid: int) -> bool:
+    """Whether process ``pid`` has ended: gone, or a zombie its new parent has not reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "signal to the runner"])
+def test_an_interrupted_sweep_stops_its_run_starts_no_other_and_names_what_was_left(tmp_path, how):
+    """Ctrl-C in a terminal signals every process of the foreground group (the runner, submitit's processes, the
+    run); SIGINT to the runner alone reaches only it. Either way the run stops cleanly before the runner ends, no
+    further run starts, and the runner's last line names the stopped run and the runs not started."""
+    (tmp_path / "fake.py").write_text(STOPPABLE)
+    (tmp_path / "driver.py").write_text(DRIVER)
+    started, stopped = tmp_path / "started", tmp_path / "stopped"
+    env = {**os.environ, "FAKE_STARTED": str(started), "FAKE_STOPPED": str(stopped)}
+    runner_process = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), str(tmp_path), str(tmp_path / "fake.py")],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      start_new_session=True)  # its own process group, as a terminal's foreground job
+    try:
+        name, pid = _wait_for(started, seconds=60).split()
+        if how == "ctrl-c":
+            os.killpg(runner_process.pid, signal.SIGINT)
+        else:
+            os.kill(runner_process.pid, signal.SIGINT)
+        out, err = runner_process.communicate(timeout=60)
+    finally:
+        if runner_process.poll() is None:
+            os.killpg(runner_process.pid, signal.SIGKILL)
+    assert runner_process.returncode == 130, (out, err)
+    assert name == "dg-baseline-s0" and len(started.read_text().splitlines()) == 1  # no other run started
+    assert stopped.read_text().split() == [name, "SIGINT" if how == "ctrl-c" else "SIGTERM"]
+    assert f"{name}: training stopped by" in out  # its log kept showing until it had stopped
+    assert _ended(int(pid))
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: sweep interrupted (Ctrl-C): dg-baseline-s0 stopped; 3 run(s) not started "
+                           "(dg-aib-b1e-4-s0, dg-baseline-s1, dg-aib-b1e-4-s1)"), err
+    assert "Traceback" not in err

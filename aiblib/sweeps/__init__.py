@@ -33,7 +33,7 @@ from aiblib.sweeps.launchers import (
     parse_time,
     slurm_options,
 )
-from aiblib.sweeps.records import jobs_folder, new_record, read_record, record_path, write_record
+from aiblib.sweeps.records import jobs_folder, new_record, note_process, read_record, record_path, write_record
 
 __all__ = [
     "AIBLIB", "RunSpec", "Sweep", "check_betas", "check_seeds", "expand", "file_value", "run_arguments",
@@ -41,5 +41,5 @@ __all__ = [
     "checkpoint_iteration", "job_in_environment", "note_requeue",
     "LAUNCHERS", "SLURM_KEYS", "LocalLauncher", "Slot", "SlurmLauncher", "SlurmOptions", "check_slurm_commands",
     "local_slots", "parse_time", "slurm_options",
-    "jobs_folder", "new_record", "read_record", "record_path", "write_record",
+    "jobs_folder", "new_record", "note_process", "read_record", "record_path", "write_record",
 ]

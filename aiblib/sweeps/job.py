@@ -36,7 +36,7 @@ from submitit.helpers import DelayedSubmission
 
 from aiblib.errors import UserError
 from aiblib.paths import project_root
-from aiblib.sweeps.records import read_record, write_record
+from aiblib.sweeps.records import note_process, read_record, write_record
 from aiblib.storage import LOG_NAME, CheckpointError, RunLog, last_checkpoint, safe_load
 
 __all__ = ["RunJob", "RunFailed", "job_in_environment", "note_requeue", "checkpoint_iteration",
@@ -85,6 +85,7 @@ class RunJob:
         self._process = subprocess.Popen(list(self.command), cwd=project_root(), stderr=subprocess.STDOUT,
                                          env=self.run_environment(job_id=job_id, restarts=restarts),
                                          preexec_fn=_ignore_preemption_signal)
+        note_process(Path(self.record), self._process.pid)
         # a thread reaps the run: the preemption handler, which interrupts this thread, then waits for the run's
         # end without Popen.wait, whose lock this thread would hold (the handler would wait on it forever)
         reaper = threading.Thread(target=self._process.wait, daemon=True)
@@ -151,8 +152,10 @@ def _ended(process: subprocess.Popen, *, seconds: float) -> bool:
 
 
 def _ignore_preemption_signal() -> None:
-    """In the run's process, before it starts: ignore the preemption signal (see the module docstring)."""
+    """In the run's process, before it starts: ignore the preemption signal (see the module docstring), and take
+    SIGINT as a run started by hand does (the local launcher starts its jobs with it ignored)."""
     signal.signal(PREEMPTION_SIGNAL, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def checkpoint_iteration(run_dir: Path) -> int | None:

@@ -16,14 +16,17 @@ The job records and submitit's folder are under ``<runs>/jobs/`` (:mod:`.records
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shlex
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import submitit
 import torch
@@ -162,7 +165,25 @@ class LocalLauncher:
                       signal_delay_s=self.signal_delay)
 
     def submit(self, job: RunJob) -> submitit.Job:
-        return _submitted(job, self.executor.submit(job), runs=self.runs, launcher=self.name)
+        """Start ``job``. Its submitit processes inherit SIGINT ignored: a terminal's Ctrl-C reaches the runner
+        and the run (which sets SIGINT back, :mod:`.job`), which stop cleanly, not submitit's controller, which
+        would kill the job at once and print a traceback on the terminal."""
+        with _sigint_ignored():
+            handle = self.executor.submit(job)
+        return _submitted(job, handle, runs=self.runs, launcher=self.name)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while inside (in the main thread: only it may set handlers), for the processes started."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def check_slurm_commands() -> None:

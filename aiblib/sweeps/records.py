@@ -2,8 +2,9 @@
 
 The launcher writes it when it submits the run (``launcher``, ``job_id``, ``submitted`` in unix seconds, ``log``: the
 scheduler's log of the job, which the run's own output goes to); the job appends to ``requeues`` each time it is
-requeued (``count``, ``restart``, ``job_id``, ``reason``, ``iteration`` of the checkpoint, ``time``). A new
-submission of the run starts a new record. submitit's own files live beside it, in ``<runs>/jobs/submitit/``.
+requeued (``count``, ``restart``, ``job_id``, ``reason``, ``iteration`` of the checkpoint, ``time``) and notes
+``pid``, the process id of ``python -m aiblib run`` on the job's host, each time it starts it: the local runner
+stops the run through it when the sweep is interrupted. A new submission of the run starts a new record. submitit's own files live beside it, in ``<runs>/jobs/submitit/``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from aiblib.paths import project_path
 from aiblib.storage import write_text_atomic
 
-__all__ = ["jobs_folder", "record_path", "read_record", "write_record", "new_record"]
+__all__ = ["jobs_folder", "record_path", "read_record", "write_record", "new_record", "note_process"]
 
 
 def jobs_folder(runs: str) -> Path:
@@ -43,3 +44,10 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
 def new_record(*, launcher: str, job_id: str, log: Path, submitted: float) -> dict[str, Any]:
     return {"launcher": launcher, "job_id": str(job_id), "submitted": round(submitted, 3), "log": str(log),
             "requeues": []}
+
+
+def note_process(path: Path, pid: int) -> None:
+    """Note in the record at ``path`` the process id of the run the job has just started."""
+    record = read_record(path) or {"requeues": []}
+    record["pid"] = int(pid)
+    write_record(path, record)

@@ -8,25 +8,69 @@ several run at once); on Slurm it submits every job, then (unless told not to wa
 ``squeue`` and prints each change. When every run is done it writes 04's report into ``DIR/04-report.ipynb``, as
 ``make report RESULTS=DIR`` does; a run that failed is named with the last line of its log, and the report waits.
 
+**Interrupted** (Ctrl-C, or SIGTERM to the runner): on this machine the runner starts no further run, sends each
+running run SIGTERM (a terminal's Ctrl-C has reached it already; a repeated signal changes nothing), waits for it to
+write ``last.pth`` and stop while its log goes on showing, and ends with one line naming where each run stopped and
+the runs not started: exit status 130 (143 for SIGTERM), and the same command continues. A second Ctrl-C stops the
+wait. On Slurm the submitted jobs go on: the line says so and how to follow or cancel them.
+
 Imported by its own path (``from aiblib.sweeps.runner import ...``): it loads the notebook stack.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any, Iterator
 
+from aiblib.errors import Interrupted
 from aiblib.notebooks import NOTEBOOKS, RUN_RECORD, notebook_parameters, parse_values, run_notebook
 from aiblib.paths import project_path
 from aiblib.sweeps.grid import AIBLIB, RunSpec, Sweep, expand, run_arguments
+from aiblib.sweeps.job import checkpoint_iteration
 from aiblib.sweeps.launchers import LocalLauncher, SlurmLauncher
+from aiblib.sweeps.records import read_record, record_path
 from aiblib.sweeps.status import RunState, is_submitit_line, last_log_line, run_done, run_states
 
 __all__ = ["run_sweep", "write_report", "LOCAL_POLL_S", "SLURM_POLL_S"]
 
 LOCAL_POLL_S = 1.0  # how often the runner looks at its local jobs and their logs
 SLURM_POLL_S = 15.0  # how often it asks squeue
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # what interrupts a sweep
+
+
+class _Stop(Exception):
+    """A stop signal reached the runner."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    def said(self) -> str:
+        return "Ctrl-C" if self.signum == signal.SIGINT else signal.Signals(self.signum).name
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM raise :class:`_Stop` (only the main thread can handle signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _Stop(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _LogFollower:
@@ -72,27 +116,99 @@ def _not_done(specs: list[RunSpec], *, sweep: Sweep, steps: dict[str, str]) -> l
 
 def _run_local(todo: list[RunSpec], *, sweep: Sweep, launcher: LocalLauncher, commands: dict[str, tuple[str, ...]],
                poll_s: float) -> list[RunState]:
-    """Each run as a local job, at most one per slot; the runs that ended without being done."""
+    """Each run as a local job, at most one per slot; the runs that ended without being done. Interrupted: the
+    running runs stopped (:func:`_stop_local`), then :class:`~aiblib.errors.Interrupted` naming what was left."""
     pending, running, failed = list(todo), {}, []
     shared = len(launcher.slots) > 1
-    while pending or running:
-        for index, slot in enumerate(launcher.slots):
-            if index not in running and pending:
-                spec = pending.pop(0)
-                job = launcher.job(name=spec.name, command=commands[spec.name], slot=slot,
-                                   run_dir=project_path(sweep.runs) / spec.name)
-                handle = launcher.submit(job)
-                running[index] = (spec, handle, _LogFollower(handle.paths.stdout, f"[{spec.name}] " if shared else ""))
-        for index, (spec, handle, follower) in list(running.items()):
-            ended = handle.done()
-            follower.show(final=ended)
-            if ended:
-                del running[index]
-                if not run_done(spec, results=sweep.results):
-                    failed.append(RunState(spec.name, "failed", handle.job_id, last_log_line(handle.paths.stdout)))
-        if running:
-            time.sleep(poll_s)
+    try:
+        with _stop_signals():
+            while pending or running:
+                for index, slot in enumerate(launcher.slots):
+                    if index not in running and pending:
+                        spec = pending.pop(0)
+                        job = launcher.job(name=spec.name, command=commands[spec.name], slot=slot,
+                                           run_dir=project_path(sweep.runs) / spec.name)
+                        handle = launcher.submit(job)
+                        running[index] = (spec, handle,
+                                          _LogFollower(handle.paths.stdout, f"[{spec.name}] " if shared else ""))
+                for index, (spec, handle, follower) in list(running.items()):
+                    ended = handle.done()
+                    follower.show(final=ended)
+                    if ended:
+                        del running[index]
+                        if not run_done(spec, results=sweep.results):
+                            failed.append(RunState(spec.name, "failed", handle.job_id,
+                                                   last_log_line(handle.paths.stdout)))
+                if running:
+                    time.sleep(poll_s)
+    except _Stop as stop:
+        jobs = list(running.values())
+        left = _stop_local(jobs, runs=sweep.runs, seconds=launcher.signal_delay, poll_s=min(poll_s, 0.2))
+        raise Interrupted(_interrupted_line(stop, stopped=left, runs=sweep.runs, not_started=pending),
+                          signal_number=stop.signum) from None
     return failed
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` is running (a zombie no parent has reaped yet has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def _stop_local(jobs: list[tuple[RunSpec, Any, _LogFollower]], *, runs: str, seconds: float,
+                poll_s: float) -> dict[str, bool]:
+    """SIGTERM to each running run (through the pid its job noted; without one, submitit's cancel), then wait up
+    to ``seconds`` for every run and its job to end, their logs still shown; a second Ctrl-C stops the wait.
+    Run name -> whether it has ended."""
+    pids = {}
+    for spec, handle, _ in jobs:
+        pid = (read_record(record_path(runs, spec.name)) or {}).get("pid")
+        pids[spec.name] = pid if isinstance(pid, int) and _alive(pid) else None
+        if pids[spec.name] is not None:
+            os.kill(pids[spec.name], signal.SIGTERM)
+        else:
+            handle.cancel(check=False)
+    if jobs:
+        print(f"sweep: stopping {', '.join(pids)}: each writes last.pth and stops (Ctrl-C again: stop waiting)",
+              file=sys.stderr, flush=True)
+
+    def ended(name: str, handle: Any) -> bool:
+        return handle.done() and not (pids[name] and _alive(pids[name]))
+
+    deadline = time.monotonic() + seconds
+    with contextlib.suppress(_Stop), _stop_signals():
+        while not all(ended(spec.name, handle) for spec, handle, _ in jobs) and time.monotonic() < deadline:
+            for _, _, follower in jobs:
+                follower.show()
+            time.sleep(poll_s)
+    for spec, handle, follower in jobs:
+        follower.show(final=ended(spec.name, handle))
+    return {spec.name: ended(spec.name, handle) for spec, handle, _ in jobs}
+
+
+def _interrupted_line(stop: _Stop, *, stopped: dict[str, bool], runs: str, not_started: list[RunSpec]) -> str:
+    """What an interrupted local sweep left: where each running run stopped, and the runs not started."""
+    parts = []
+    for name, ended in stopped.items():
+        if not ended:
+            parts.append(f"{name} is still stopping")
+            continue
+        iteration = checkpoint_iteration(project_path(runs) / name)
+        parts.append(f"{name} stopped" + (f", its last.pth at iteration {iteration}" if iteration is not None else ""))
+    if not_started:
+        names = [spec.name for spec in not_started]
+        parts.append(f"{len(names)} run(s) not started ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
+    return (f"sweep interrupted ({stop.said()}): {'; '.join(parts) or 'no run was running'}; the same command "
+            "continues where it stopped")
 
 
 def _run_slurm(todo: list[RunSpec], *, sweep: Sweep, launcher: SlurmLauncher, commands: dict[str, tuple[str, ...]],
@@ -107,15 +223,21 @@ def _run_slurm(todo: list[RunSpec], *, sweep: Sweep, launcher: SlurmLauncher, co
     if not wait or not todo:
         return None if not wait else []
     width, shown = max(len(spec.name) for spec in todo), {}
-    while True:
-        states = run_states(todo, results=sweep.results, runs=sweep.runs)
-        for state in states:
-            if shown.get(state.name) != state.line():
-                shown[state.name] = state.line()
-                print(state.line(width), flush=True)
-        if not any(state.state in ("running", "queued") for state in states):
-            return [state for state in states if state.state != "done"]
-        time.sleep(poll_s)
+    try:
+        with _stop_signals():
+            while True:
+                states = run_states(todo, results=sweep.results, runs=sweep.runs)
+                for state in states:
+                    if shown.get(state.name) != state.line():
+                        shown[state.name] = state.line()
+                        print(state.line(width), flush=True)
+                if not any(state.state in ("running", "queued") for state in states):
+                    return [state for state in states if state.state != "done"]
+                time.sleep(poll_s)
+    except _Stop as stop:
+        raise Interrupted(f"sweep interrupted ({stop.said()}) while following its {len(todo)} Slurm job(s): they go "
+                          "on; --status follows them, --report writes the report once they are done, scancel stops "
+                          "them", signal_number=stop.signum) from None
 
 
 def write_report(results: str, *, label: str = "") -> None:
