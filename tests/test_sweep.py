@@ -20,7 +20,7 @@ import torch
 import aiblib.sweeps.runner as runner
 from aiblib.cli import sweep as sweep_cli
 from aiblib.errors import Interrupted
-from aiblib.notebooks import run_record
+from aiblib.notebooks import code_digest, run_given, run_inputs, run_record
 from aiblib.sweeps import (
     RunFailed,
     RunJob,
@@ -104,9 +104,11 @@ def test_a_run_json_written_by_the_makefiles_old_loop_is_done_for_the_runner(tmp
     # the old loop passed --results as typed; the record keeps it as typed, so the sweep's --results must match
     marker.write_text(json.dumps(_old_loop_record(sweep.results, runs, name, words)))
     spec = next(s for s in expand(sweep) if s.name == name)
-    assert run_done(spec, results=sweep.results)
-    assert not run_done(RunSpec(name, PARAMS, (*spec.pairs[:-1], ("iterations", "3"))), results=sweep.results)
-    assert not run_done(next(s for s in expand(sweep) if s.name == "dg-baseline-s0"), results=sweep.results)
+    assert run_done(spec, results=sweep.results, digest=code_digest())
+    assert not run_done(RunSpec(name, PARAMS, (*spec.pairs[:-1], ("iterations", "3"))), results=sweep.results,
+                        digest=code_digest())
+    assert not run_done(next(s for s in expand(sweep) if s.name == "dg-baseline-s0"), results=sweep.results,
+                        digest=code_digest())
     assert sweep_cli.main(["-f", PARAMS, "--betas", "1e-4", "--seeds", "0", "--results", sweep.results, "--runs", runs,
                            "-p", "iterations", "2", "--status"]) == 0
     lines = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
@@ -134,7 +136,7 @@ def test_status_says_done_running_queued_failed_and_not_started(tmp_path, monkey
                                        (specs[2], "slurm", "103"), (specs[3], "local", str(alive.pid))):
             write_record(record_path(sweep.runs, spec.name),
                          new_record(launcher=launcher, job_id=job_id, log=log, submitted=time.time()))
-        monkeypatch.setattr("aiblib.sweeps.status.run_done", lambda spec, results: spec.name == specs[4].name)
+        monkeypatch.setattr("aiblib.sweeps.status.run_done", lambda spec, results, digest: spec.name == specs[4].name)
         lines = [state.line() for state in run_states(specs, results=sweep.results, runs=sweep.runs)]
     finally:
         alive.kill()
@@ -323,11 +325,11 @@ def test_ctrl_c_while_following_slurm_jobs_leaves_them_running_and_says_how_to_f
         def submit(self, name):
             return types.SimpleNamespace(job_id="7", paths=types.SimpleNamespace(stdout=tmp_path / f"{name}.out"))
 
-    def states_then_ctrl_c(todo, *, results, runs):
+    def states_then_ctrl_c(todo, *, results, runs, digest):
         os.kill(os.getpid(), signal.SIGINT)  # handled as the call returns, as a Ctrl-C between two polls
         return [runner.RunState(spec.name, "running", "7") for spec in todo]
 
-    monkeypatch.setattr(runner, "run_done", lambda spec, results: False)
+    monkeypatch.setattr(runner, "run_done", lambda spec, results, digest: False)
     monkeypatch.setattr(runner, "run_states", states_then_ctrl_c)
     monkeypatch.setattr(runner, "write_report", lambda *a, **k: pytest.fail("an interrupted sweep wrote its report"))
     with pytest.raises(Interrupted) as stopped:
@@ -336,3 +338,26 @@ def test_ctrl_c_while_following_slurm_jobs_leaves_them_running_and_says_how_to_f
     assert str(stopped.value).startswith("sweep interrupted (Ctrl-C) while following its 6 Slurm job(s): they go on; "
                                          "--status follows them")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the runner's handler is gone
+
+
+def test_a_sweep_computes_the_code_digest_once_and_asks_git_nothing_to_tell_its_finished_runs(tmp_path, monkeypatch,
+                                                                                           capsys):
+    sweep = _sweep(tmp_path)  # 6 runs
+    for spec in expand(sweep):
+        marker = Path(sweep.results) / spec.name / "run.json"
+        marker.parent.mkdir(parents=True)
+        given = run_given(name=spec.name, results=sweep.results, pairs=list(spec.pairs))
+        marker.write_text(json.dumps({**run_inputs(params_file=PARAMS, given=given, digest="d1"), "commit": "c"}))
+    digests = []
+    monkeypatch.setattr(runner, "code_digest", lambda: digests.append("d1") or "d1")
+    monkeypatch.setattr("aiblib.notebooks.runner.code_digest", lambda **_: pytest.fail("the digest was computed again"))
+    monkeypatch.setattr("aiblib.notebooks.runner._commit", lambda root: pytest.fail("git was asked for the commit"))
+    monkeypatch.setattr(runner, "write_report", lambda results, label="": None)
+    launcher = types.SimpleNamespace(name="slurm", submit=lambda job: pytest.fail("a finished run was submitted"))
+    assert runner.run_sweep(sweep, launcher) == 0
+    assert digests == ["d1"] and "sweep: 6 runs, 6 done, 0 to run" in capsys.readouterr().out
+
+    monkeypatch.setattr(runner, "code_digest", lambda: "d2")  # the shaping code changed: every run is to run again
+    monkeypatch.setattr(runner, "_run_slurm", lambda todo, **_: [runner.RunState(s.name, "failed") for s in todo])
+    assert runner.run_sweep(sweep, launcher) == 1
+    assert "sweep: 6 runs, 0 done, 6 to run" in capsys.readouterr().out

@@ -42,7 +42,8 @@ def fake(tmp_path, monkeypatch):
     (tmp_path / "fake.py").write_text(FAKE)
     monkeypatch.setenv("FAKE_SEEN", str(tmp_path / "seen.jsonl"))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(runner, "run_done", lambda spec, results: (Path(results) / spec.name / "fake-done").exists())
+    monkeypatch.setattr(runner, "run_done",
+                        lambda spec, results, digest: (Path(results) / spec.name / "fake-done").exists())
     reports = []
     monkeypatch.setattr(runner, "write_report", lambda results, label="": reports.append(results))
     return types.SimpleNamespace(program=(sys.executable, str(tmp_path / "fake.py")), reports=reports,
@@ -126,7 +127,7 @@ import aiblib.sweeps.runner as runner
 from aiblib.cli.common import command
 from aiblib.sweeps import LocalLauncher, Sweep, local_slots
 root, fake = sys.argv[1], sys.argv[2]
-runner.run_done = lambda spec, results: False
+runner.run_done = lambda spec, results, digest: False
 sweep = Sweep(params_file="params/synthetic-dg.yaml", protocol="dg", betas=("1e-4",), seeds=("0", "1"),
               results=root + "/results", runs=root + "/runs")
 launcher = LocalLauncher(sweep.runs, slots=local_slots(1, gpus_per_run=0))

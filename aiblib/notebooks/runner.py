@@ -36,7 +36,7 @@ from aiblib.config import CONFIG_KEYS, parse_overrides
 from aiblib.errors import ConfigError, MissingFile, UserError, WorkerFailed
 from aiblib.paths import project_path, project_root
 
-__all__ = ["NotebookFailed", "declared_parameters", "notebook_parameters", "run_notebook", "run_record", "completed", "code_digest",
+__all__ = ["NotebookFailed", "declared_parameters", "notebook_parameters", "run_notebook", "run_inputs", "run_record", "completed", "code_digest",
            "parse_values", "run_given", "KERNEL_NAME", "NOTEBOOKS", "RUN_RECORD"]
 
 KERNEL_NAME = "aiblib"  # the kernel `make setup` installs into .venv
@@ -240,13 +240,18 @@ def run_given(*, name: str, results: str, pairs: list[list[str]] | list[tuple[st
     return {**parse_values(pairs), "name": name, "results_root": results}
 
 
-def run_record(*, params_file: str | Path | None, given: dict[str, Any]) -> dict[str, Any]:
+def run_inputs(*, params_file: str | Path | None, given: dict[str, Any], digest: str | None = None) -> dict[str, Any]:
     """What identifies a run's inputs: the parameter file's content, the ``-p`` values and the digest of the code
-    that shapes training and evaluation (:func:`code_digest`); the commit is recorded beside them, for the reader."""
+    that shapes training and evaluation (``digest``, or :func:`code_digest` now: a sweep computes it once)."""
     text = _parameter_file(params_file).read_bytes() if params_file is not None else b""
     return {"params_file": str(params_file) if params_file is not None else None,
             "params_sha256": hashlib.sha256(text).hexdigest(), "parameters": given,
-            "code_digest": code_digest(), "commit": _commit(project_root())}
+            "code_digest": digest or code_digest()}
+
+
+def run_record(*, params_file: str | Path | None, given: dict[str, Any]) -> dict[str, Any]:
+    """A run's ``run.json`` before its run: its inputs (:func:`run_inputs`) and, for the reader, the commit."""
+    return {**run_inputs(params_file=params_file, given=given), "commit": _commit(project_root())}
 
 
 def completed(marker: Path, record: dict[str, Any]) -> bool:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from aiblib.errors import Interrupted
-from aiblib.notebooks import NOTEBOOKS, RUN_RECORD, notebook_parameters, parse_values, run_notebook
+from aiblib.notebooks import NOTEBOOKS, RUN_RECORD, code_digest, notebook_parameters, parse_values, run_notebook
 from aiblib.paths import project_path
 from aiblib.sweeps.grid import AIBLIB, RunSpec, Sweep, expand, run_arguments
 from aiblib.sweeps.job import checkpoint_iteration
@@ -101,11 +101,11 @@ def _steps(specs: list[RunSpec]) -> dict[str, str]:
     return {spec.name: f"{2 * i + 1}/{total}" for i, spec in enumerate(specs)}
 
 
-def _not_done(specs: list[RunSpec], *, sweep: Sweep, steps: dict[str, str]) -> list[RunSpec]:
+def _not_done(specs: list[RunSpec], *, sweep: Sweep, steps: dict[str, str], digest: str) -> list[RunSpec]:
     """The runs still to run; each done one is named as ``aiblib run --skip-done`` names it."""
     todo = []
     for spec in specs:
-        if run_done(spec, results=sweep.results):
+        if run_done(spec, results=sweep.results, digest=digest):
             marker = project_path(sweep.results) / spec.name / RUN_RECORD
             print(f"[{steps[spec.name]}] {spec.name}: already done with these parameters and this code ({marker}); "
                   "skipped", flush=True)
@@ -115,7 +115,7 @@ def _not_done(specs: list[RunSpec], *, sweep: Sweep, steps: dict[str, str]) -> l
 
 
 def _run_local(todo: list[RunSpec], *, sweep: Sweep, launcher: LocalLauncher, commands: dict[str, tuple[str, ...]],
-               poll_s: float) -> list[RunState]:
+               poll_s: float, digest: str) -> list[RunState]:
     """Each run as a local job, at most one per slot; the runs that ended without being done. Interrupted: the
     running runs stopped (:func:`_stop_local`), then :class:`~aiblib.errors.Interrupted` naming what was left."""
     pending, running, failed = list(todo), {}, []
@@ -136,7 +136,7 @@ def _run_local(todo: list[RunSpec], *, sweep: Sweep, launcher: LocalLauncher, co
                     follower.show(final=ended)
                     if ended:
                         del running[index]
-                        if not run_done(spec, results=sweep.results):
+                        if not run_done(spec, results=sweep.results, digest=digest):
                             failed.append(RunState(spec.name, "failed", handle.job_id,
                                                    last_log_line(handle.paths.stdout)))
                 if running:
@@ -212,7 +212,7 @@ def _interrupted_line(stop: _Stop, *, stopped: dict[str, bool], runs: str, not_s
 
 
 def _run_slurm(todo: list[RunSpec], *, sweep: Sweep, launcher: SlurmLauncher, commands: dict[str, tuple[str, ...]],
-               steps: dict[str, str], wait: bool, poll_s: float) -> list[RunState] | None:
+               steps: dict[str, str], wait: bool, poll_s: float, digest: str) -> list[RunState] | None:
     """Submit each run as a Slurm job; then, when waiting, follow them until none is queued or running: the runs
     that ended without being done. None when not waiting."""
     for spec in todo:
@@ -226,7 +226,7 @@ def _run_slurm(todo: list[RunSpec], *, sweep: Sweep, launcher: SlurmLauncher, co
     try:
         with _stop_signals():
             while True:
-                states = run_states(todo, results=sweep.results, runs=sweep.runs)
+                states = run_states(todo, results=sweep.results, runs=sweep.runs, digest=digest)
                 for state in states:
                     if shown.get(state.name) != state.line():
                         shown[state.name] = state.line()
@@ -255,16 +255,18 @@ def run_sweep(sweep: Sweep, launcher: LocalLauncher | SlurmLauncher, *, wait: bo
     start = time.perf_counter()
     specs = expand(sweep)
     steps = _steps(specs)
-    todo = _not_done(specs, sweep=sweep, steps=steps)
+    digest = code_digest()  # the code this sweep runs: a run is done when its run.json records it
+    todo = _not_done(specs, sweep=sweep, steps=steps, digest=digest)
     print(f"sweep: {len(specs)} runs, {len(specs) - len(todo)} done, {len(todo)} to run ({launcher.name})",
           flush=True)
     commands = {spec.name: (*program, *run_arguments(spec, results=sweep.results, step=steps[spec.name]))
                 for spec in todo}
     if isinstance(launcher, LocalLauncher):
-        failed = _run_local(todo, sweep=sweep, launcher=launcher, commands=commands, poll_s=poll_s or LOCAL_POLL_S)
+        failed = _run_local(todo, sweep=sweep, launcher=launcher, commands=commands, poll_s=poll_s or LOCAL_POLL_S,
+                            digest=digest)
     else:
         failed = _run_slurm(todo, sweep=sweep, launcher=launcher, commands=commands, steps=steps, wait=wait,
-                            poll_s=poll_s or SLURM_POLL_S)
+                            poll_s=poll_s or SLURM_POLL_S, digest=digest)
     if failed is None:
         print(f"sweep: {len(todo)} job(s) submitted; `--status` follows them, `--report` writes the report once "
               "they are done", flush=True)

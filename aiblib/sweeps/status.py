@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiblib.errors import ConfigError, UserError
-from aiblib.notebooks import RUN_RECORD, completed, run_given, run_record
+from aiblib.notebooks import RUN_RECORD, code_digest, completed, run_given, run_inputs
 from aiblib.paths import project_path
 from aiblib.sweeps.grid import RunSpec
 from aiblib.sweeps.records import read_record, record_path
@@ -47,11 +47,12 @@ class RunState:
         return f"{self.name:<{width}}  {self.state}{job}{note}"
 
 
-def run_done(spec: RunSpec, *, results: str) -> bool:
-    """True when ``results/NAME/run.json`` records the inputs ``python -m aiblib run`` would run ``spec`` with."""
-    record = run_record(params_file=spec.params_file,
+def run_done(spec: RunSpec, *, results: str, digest: str) -> bool:
+    """True when ``results/NAME/run.json`` records the inputs ``python -m aiblib run`` would run ``spec`` with;
+    ``digest``: the code digest, computed once for the sweep (:func:`aiblib.notebooks.code_digest`)."""
+    inputs = run_inputs(params_file=spec.params_file, digest=digest,
                         given=run_given(name=spec.name, results=results, pairs=list(spec.pairs)))
-    return completed(project_path(results) / spec.name / RUN_RECORD, record)
+    return completed(project_path(results) / spec.name / RUN_RECORD, inputs)
 
 
 def squeue_states(job_ids: list[str]) -> dict[str, str]:
@@ -125,9 +126,11 @@ def _state(spec: RunSpec, *, results: str, record: dict | None, slurm: dict[str,
     return RunState(spec.name, "failed", job_id, last_log_line(record.get("log", "")))
 
 
-def run_states(specs: list[RunSpec], *, results: str, runs: str) -> list[RunState]:
-    """The state of every run of ``specs`` (squeue is asked once, for the Slurm jobs among them)."""
-    done = {spec.name for spec in specs if run_done(spec, results=results)}
+def run_states(specs: list[RunSpec], *, results: str, runs: str, digest: str | None = None) -> list[RunState]:
+    """The state of every run of ``specs`` (squeue is asked once, for the Slurm jobs among them); ``digest``: the
+    code digest when the caller has it."""
+    digest = digest or code_digest()
+    done = {spec.name for spec in specs if run_done(spec, results=results, digest=digest)}
     records = {spec.name: read_record(record_path(runs, spec.name)) for spec in specs if spec.name not in done}
     slurm = squeue_states([str(r["job_id"]) for r in records.values() if r and r.get("launcher") == "slurm"])
     return [RunState(spec.name, "done") if spec.name in done
