@@ -82,3 +82,20 @@ def test_per_class_table_keeps_absent_classes_as_nan():
     table = report.per_class_table(scores)
     assert table.loc["road", "a:val"] == 90.0 and math.isnan(table.loc["train", "a:val"])
     assert json.loads(json.dumps(scores))  # inputs stay plain JSON
+
+
+def test_plot_beta_draws_each_recipe_in_its_own_panel_with_its_own_baseline(tmp_path):
+    _run(tmp_path, "a0", attention=True, beta=1e-3, seed=0, src=50.0, tgt=20.0)
+    _run(tmp_path, "a1", attention=True, beta=1e-3, seed=1, src=52.0, tgt=22.0)
+    _run(tmp_path, "b0", attention=False, beta=1e-3, seed=0, src=40.0, tgt=15.0)
+    _run(tmp_path, "f0", attention=True, beta=1e-3, seed=0, src=30.0, tgt=10.0, lr=0.1)
+    _run(tmp_path, "g0", attention=False, beta=1e-3, seed=0, src=60.0, tgt=25.0, lr=0.1)
+    fig = report.plot_beta(report.collect(tmp_path))
+    panels = {ax.get_title(): ax for ax in fig.axes}
+    assert sorted(panels) == ["protocol dg, ResNet-18\nlr=0.01", "protocol dg, ResNet-18\nlr=0.1"]
+    for title, aibr, baseline in (("protocol dg, ResNet-18\nlr=0.01", 51.0, 40.0),
+                                  ("protocol dg, ResNet-18\nlr=0.1", 30.0, 60.0)):
+        ax = panels[title]
+        source = next(line for line in ax.get_lines() if line.get_marker() == "o" and line.get_color() == "C0")
+        dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--" and line.get_color() == "C0"]
+        assert source.get_ydata().tolist() == [aibr] and dashed[0].get_ydata()[0] == baseline

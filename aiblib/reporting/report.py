@@ -159,12 +159,22 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
+def _panels(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The runs split by configuration (:data:`PAIRING_KEYS` but the attention's): a title and its runs, baseline
+    and AIBR of one recipe together, two recipes or precisions apart."""
+    keys = [k for k in PAIRING_KEYS if k in runs.columns and k not in ATTENTION_KEYS]
+    groups = list(runs.groupby(keys, sort=True, dropna=False))
+    labels = recipes([dict(zip(keys, key)) for key, _ in groups], shown=("protocol", "depth"))
+    return [(f"protocol {group['protocol'].iloc[0]}, ResNet-{group['depth'].iloc[0]}" + (f"\n{label}" if label else ""),
+             group) for (_, group), label in zip(groups, labels)]
+
+
 def plot_beta(runs: pd.DataFrame):
-    """mIoU against β per domain and protocol; the baseline as a dashed line. Returns the figure."""
-    protocols = sorted(runs["protocol"].unique())
-    fig, axes = plt.subplots(1, len(protocols), figsize=(6 * len(protocols), 4), squeeze=False)
-    for ax, protocol in zip(axes[0], protocols):
-        sub = runs[runs["protocol"] == protocol]
+    """mIoU against β per domain, one panel per configuration (protocol, backbone, recipe); the baseline of the
+    same configuration as a dashed line. Returns the figure."""
+    panels = _panels(runs)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (title, sub) in zip(axes[0], panels):
         aib = sub[sub["method"] == "AIBR"]
         betas = sorted(aib["beta"].unique())
         positive = [b for b in betas if b > 0]
@@ -180,7 +190,7 @@ def plot_beta(runs: pd.DataFrame):
         ax.set_xscale("log")
         ax.set_xlabel("β (β = 0 drawn at the left edge)")
         ax.set_ylabel("mIoU (%)")
-        ax.set_title(f"protocol {protocol}")
+        ax.set_title(title, fontsize=9 if "\n" in title else None)
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
