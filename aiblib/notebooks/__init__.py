@@ -21,6 +21,6 @@ from aiblib.notebooks.runner import (
 from aiblib.notebooks.widgets import AttentionBrowser, image_names
 
 __all__ = [
-    "notebook_config", "NOTEBOOKS", "RUN_RECORD", "NotebookFailed", "code_digest", "completed", "notebook_parameters", "parse_values",
-    "run_given", "run_inputs", "run_notebook", "run_record", "AttentionBrowser", "image_names",
+    "notebook_config", "NOTEBOOKS", "RUN_RECORD", "NotebookFailed", "code_digest", "completed", "notebook_parameters",
+    "parse_values", "run_given", "run_inputs", "run_notebook", "run_record", "AttentionBrowser", "image_names",
 ]

@@ -36,8 +36,8 @@ from aiblib.config import CONFIG_KEYS, parse_overrides
 from aiblib.errors import ConfigError, MissingFile, UserError, WorkerFailed
 from aiblib.paths import project_path, project_root
 
-__all__ = ["NotebookFailed", "declared_parameters", "notebook_parameters", "run_notebook", "run_inputs", "run_record", "completed", "code_digest",
-           "parse_values", "run_given", "KERNEL_NAME", "NOTEBOOKS", "RUN_RECORD"]
+__all__ = ["NotebookFailed", "declared_parameters", "notebook_parameters", "run_notebook", "run_inputs", "run_record",
+           "completed", "code_digest", "parse_values", "run_given", "KERNEL_NAME", "NOTEBOOKS", "RUN_RECORD"]
 
 KERNEL_NAME = "aiblib"  # the kernel `make setup` installs into .venv
 RUN_RECORD = "run.json"  # what `aiblib run` writes in DIR/NAME/ once 01 and 02 succeeded (run_record, completed)

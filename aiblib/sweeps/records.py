@@ -4,7 +4,8 @@ The launcher writes it when it submits the run (``launcher``, ``job_id``, ``subm
 scheduler's log of the job, which the run's own output goes to); the job appends to ``requeues`` each time it is
 requeued (``count``, ``restart``, ``job_id``, ``reason``, ``iteration`` of the checkpoint, ``time``) and notes
 ``pid``, the process id of ``python -m aiblib run`` on the job's host, each time it starts it: the local runner
-stops the run through it when the sweep is interrupted. A new submission of the run starts a new record. submitit's own files live beside it, in ``<runs>/jobs/submitit/``.
+stops the run through it when the sweep is interrupted. A new submission of the run starts a new record.
+submitit's own files live beside it, in ``<runs>/jobs/submitit/``.
 """
 
 from __future__ import annotations
