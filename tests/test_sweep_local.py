@@ -122,7 +122,7 @@ time.sleep(120)
 """
 
 DRIVER = """\
-import sys
+import os, signal, sys
 import aiblib.sweeps.runner as runner
 from aiblib.cli.common import command
 from aiblib.sweeps import LocalLauncher, Sweep, local_slots
@@ -131,6 +131,9 @@ runner.run_done = lambda spec, results, digest: False
 sweep = Sweep(params_file="params/synthetic-dg.yaml", protocol="dg", betas=("1e-4",), seeds=("0", "1"),
               results=root + "/results", runs=root + "/runs")
 launcher = LocalLauncher(sweep.runs, slots=local_slots(1, gpus_per_run=0))
+if sys.argv[3:] == ["ctrl-c-at-submit"]:  # Ctrl-C the instant the first job is submitted, before it starts its run
+    submit = launcher.submit
+    launcher.submit = lambda job: (submit(job), os.kill(os.getpid(), signal.SIGINT))[0]
 sys.exit(command(lambda argv: runner.run_sweep(sweep, launcher, program=(sys.executable, fake), poll_s=0.1))([]))
 """
 
@@ -183,3 +186,22 @@ def test_an_interrupted_sweep_stops_its_run_starts_no_other_and_names_what_was_l
     assert last.startswith("error: sweep interrupted (Ctrl-C): dg-baseline-s0 stopped; 3 run(s) not started "
                            "(dg-aib-b1e-4-s0, dg-baseline-s1, dg-aib-b1e-4-s1)"), err
     assert "Traceback" not in err
+
+
+def test_a_sweep_interrupted_before_its_job_has_started_the_run_stops_the_run_once_started(tmp_path):
+    """The job notes its run's pid as it starts it: a run not started yet when the runner is told to stop is
+    signalled as soon as it is, and the runner ends at once, not after waiting out the run's time to stop."""
+    (tmp_path / "fake.py").write_text(STOPPABLE)
+    (tmp_path / "driver.py").write_text(DRIVER)
+    env = {**os.environ, "FAKE_STARTED": str(tmp_path / "started"), "FAKE_STOPPED": str(tmp_path / "stopped")}
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, str(tmp_path / "driver.py"), str(tmp_path), str(tmp_path / "fake.py"),
+                           "ctrl-c-at-submit"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, (done.stdout, done.stderr)
+    assert time.monotonic() - start < 60  # LocalLauncher's default signal delay, the longest the runner waits, is 90 s
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "error: sweep interrupted (Ctrl-C): dg-baseline-s0 stopped; 3 run(s) not started"), done.stderr
+    record = read_record(record_path(str(tmp_path / "runs"), "dg-baseline-s0"))
+    assert isinstance(record["pid"], int) and _ended(record["pid"])
+    started = tmp_path / "started"
+    assert not started.exists() or started.read_text().split()[0] == "dg-baseline-s0"  # no other run started

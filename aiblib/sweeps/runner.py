@@ -8,11 +8,12 @@ several run at once); on Slurm it submits every job, then (unless told not to wa
 ``squeue`` and prints each change. When every run is done it writes 04's report into ``DIR/04-report.ipynb``, as
 ``make report RESULTS=DIR`` does; a run that failed is named with the last line of its log, and the report waits.
 
-**Interrupted** (Ctrl-C, or SIGTERM to the runner): on this machine the runner starts no further run, sends each
-running run SIGTERM (a terminal's Ctrl-C has reached it already; a repeated signal changes nothing), waits for it to
-write ``last.pth`` and stop while its log goes on showing, and ends with one line naming where each run stopped and
-the runs not started: exit status 130 (143 for SIGTERM), and the same command continues. A second Ctrl-C stops the
-wait. On Slurm the submitted jobs go on: the line says so and how to follow or cancel them.
+**Interrupted** (Ctrl-C, or SIGTERM to the runner: noted, and acted on between polls): on this machine the runner
+starts no further run, sends each running run SIGTERM (a terminal's Ctrl-C has reached it already; a repeated signal
+changes nothing), waits for it to write ``last.pth`` and stop while its log goes on showing, and ends with one line
+naming where each run stopped and the runs not started: exit status 130 (143 for SIGTERM), and the same command
+continues. A second Ctrl-C stops the wait. On Slurm the submitted jobs go on: the line says so and how to follow or
+cancel them.
 
 Imported by its own path (``from aiblib.sweeps.runner import ...``): it loads the notebook stack.
 """
@@ -26,7 +27,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from aiblib.errors import Interrupted
 from aiblib.notebooks import NOTEBOOKS, RUN_RECORD, code_digest, notebook_parameters, parse_values, run_notebook
@@ -35,42 +36,48 @@ from aiblib.sweeps.grid import AIBLIB, RunSpec, Sweep, expand, run_arguments
 from aiblib.sweeps.job import checkpoint_iteration
 from aiblib.sweeps.launchers import LocalLauncher, SlurmLauncher
 from aiblib.sweeps.records import read_record, record_path
-from aiblib.sweeps.status import RunState, is_submitit_line, last_log_line, run_done, run_states
+from aiblib.sweeps.status import RunState, is_submitit_line, last_log_line, process_alive, run_done, run_states
 
 __all__ = ["run_sweep", "write_report", "LOCAL_POLL_S", "SLURM_POLL_S"]
 
 LOCAL_POLL_S = 1.0  # how often the runner looks at its local jobs and their logs
 SLURM_POLL_S = 15.0  # how often it asks squeue
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # what interrupts a sweep
 
 
-class _Stop(Exception):
-    """A stop signal reached the runner."""
+class _StopRequests:
+    """``with _StopRequests() as stop:`` notes SIGINT / SIGTERM in ``stop.signal_number`` (0: none yet; in the main
+    thread, the only one that may set handlers), for the loops to act on between polls, so that a job being
+    submitted is never lost; a second SIGINT raises ``KeyboardInterrupt``. Training's own ``StopRequests`` does the
+    same around a training step; it stays inside ``aiblib.training``, whose files the code digest covers."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+    def __init__(self) -> None:
+        self.signal_number = 0
+        self._previous: dict[int, Any] = {}
 
-    def said(self) -> str:
-        return "Ctrl-C" if self.signum == signal.SIGINT else signal.Signals(self.signum).name
+    def _note(self, signum: int, frame: Any) -> None:
+        if self.signal_number and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal_number = self.signal_number or signum
 
+    def __enter__(self) -> "_StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._note) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
 
-@contextlib.contextmanager
-def _stop_signals() -> Iterator[None]:
-    """While inside, SIGINT and SIGTERM raise :class:`_Stop` (only the main thread can handle signals)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise _Stop(signum)
-
-    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def _said(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+def _sleep(seconds: float, stop: _StopRequests) -> None:
+    """Sleep ``seconds``, or less once a stop signal has been noted."""
+    deadline = time.monotonic() + seconds
+    while not stop.signal_number and time.monotonic() < deadline:
+        time.sleep(min(0.1, seconds))
 
 
 class _LogFollower:
@@ -116,77 +123,63 @@ def _not_done(specs: list[RunSpec], *, sweep: Sweep, steps: dict[str, str], dige
 
 def _run_local(todo: list[RunSpec], *, sweep: Sweep, launcher: LocalLauncher, commands: dict[str, tuple[str, ...]],
                poll_s: float, digest: str) -> list[RunState]:
-    """Each run as a local job, at most one per slot; the runs that ended without being done. Interrupted: the
-    running runs stopped (:func:`_stop_local`), then :class:`~aiblib.errors.Interrupted` naming what was left."""
+    """Each run as a local job, at most one per slot; the runs that ended without being done. SIGINT or SIGTERM is
+    noted (:class:`_StopRequests`, so a job being submitted is not lost) and acted on
+    between polls: the running runs stopped (:func:`_stop_local`), then :class:`~aiblib.errors.Interrupted`
+    naming what was left."""
     pending, running, failed = list(todo), {}, []
     shared = len(launcher.slots) > 1
-    try:
-        with _stop_signals():
-            while pending or running:
-                for index, slot in enumerate(launcher.slots):
-                    if index not in running and pending:
-                        spec = pending.pop(0)
-                        job = launcher.job(name=spec.name, command=commands[spec.name], slot=slot,
-                                           run_dir=project_path(sweep.runs) / spec.name)
-                        handle = launcher.submit(job)
-                        running[index] = (spec, handle,
-                                          _LogFollower(handle.paths.stdout, f"[{spec.name}] " if shared else ""))
-                for index, (spec, handle, follower) in list(running.items()):
-                    ended = handle.done()
-                    follower.show(final=ended)
-                    if ended:
-                        del running[index]
-                        if not run_done(spec, results=sweep.results, digest=digest):
-                            failed.append(RunState(spec.name, "failed", handle.job_id,
-                                                   last_log_line(handle.paths.stdout)))
-                if running:
-                    time.sleep(poll_s)
-    except _Stop as stop:
-        jobs = list(running.values())
-        left = _stop_local(jobs, runs=sweep.runs, seconds=launcher.signal_delay, poll_s=min(poll_s, 0.2))
-        raise Interrupted(_interrupted_line(stop, stopped=left, runs=sweep.runs, not_started=pending),
-                          signal_number=stop.signum) from None
+    with _StopRequests() as stop:
+        while (pending or running) and not stop.signal_number:
+            for index, slot in enumerate(launcher.slots):
+                if index not in running and pending and not stop.signal_number:
+                    spec = pending.pop(0)
+                    job = launcher.job(name=spec.name, command=commands[spec.name], slot=slot,
+                                       run_dir=project_path(sweep.runs) / spec.name)
+                    handle = launcher.submit(job)
+                    prefix = f"[{spec.name}] " if shared else ""
+                    running[index] = (spec, handle, _LogFollower(handle.paths.stdout, prefix))
+            for index, (spec, handle, follower) in list(running.items()):
+                ended = handle.done()
+                follower.show(final=ended)
+                if ended:
+                    del running[index]
+                    if not run_done(spec, results=sweep.results, digest=digest):
+                        failed.append(RunState(spec.name, "failed", handle.job_id, last_log_line(handle.paths.stdout)))
+            if running:
+                _sleep(poll_s, stop)
+        if stop.signal_number:
+            left = _stop_local(list(running.values()), runs=sweep.runs, seconds=launcher.signal_delay,
+                               poll_s=min(poll_s, 0.2))
+            raise Interrupted(_interrupted_line(stop.signal_number, stopped=left, runs=sweep.runs, not_started=pending),
+                              signal_number=stop.signal_number)
     return failed
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` is running (a zombie no parent has reaped yet has ended)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: ask the kernel
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
 
 
 def _stop_local(jobs: list[tuple[RunSpec, Any, _LogFollower]], *, runs: str, seconds: float,
                 poll_s: float) -> dict[str, bool]:
-    """SIGTERM to each running run (through the pid its job noted; without one, submitit's cancel), then wait up
-    to ``seconds`` for every run and its job to end, their logs still shown; a second Ctrl-C stops the wait.
-    Run name -> whether it has ended."""
-    pids = {}
-    for spec, handle, _ in jobs:
-        pid = (read_record(record_path(runs, spec.name)) or {}).get("pid")
-        pids[spec.name] = pid if isinstance(pid, int) and _alive(pid) else None
-        if pids[spec.name] is not None:
-            os.kill(pids[spec.name], signal.SIGTERM)
-        else:
-            handle.cancel(check=False)
-    if jobs:
-        print(f"sweep: stopping {', '.join(pids)}: each writes last.pth and stops (Ctrl-C again: stop waiting)",
-              file=sys.stderr, flush=True)
+    """SIGTERM to each running run, through the pid its job notes in the job record when it starts the run (a job
+    that has not yet started it is signalled as soon as it has), then wait up to ``seconds`` for every run and its
+    job to end, their logs still shown; a second Ctrl-C stops the wait. Run name -> whether it has ended."""
+    signalled: dict[str, int] = {}
+
+    def signal_started_runs() -> None:
+        for spec, _, _ in jobs:
+            pid = (read_record(record_path(runs, spec.name)) or {}).get("pid")
+            if spec.name not in signalled and isinstance(pid, int) and process_alive(pid):
+                os.kill(pid, signal.SIGTERM)
+                signalled[spec.name] = pid
 
     def ended(name: str, handle: Any) -> bool:
-        return handle.done() and not (pids[name] and _alive(pids[name]))
+        return handle.done() and not (name in signalled and process_alive(signalled[name]))
 
+    if jobs:
+        print(f"sweep: stopping {', '.join(spec.name for spec, _, _ in jobs)}: each writes last.pth and stops "
+              "(Ctrl-C again: stop waiting)", file=sys.stderr, flush=True)
     deadline = time.monotonic() + seconds
-    with contextlib.suppress(_Stop), _stop_signals():
+    with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C (_StopRequests raises it)
         while not all(ended(spec.name, handle) for spec, handle, _ in jobs) and time.monotonic() < deadline:
+            signal_started_runs()
             for _, _, follower in jobs:
                 follower.show()
             time.sleep(poll_s)
@@ -195,7 +188,7 @@ def _stop_local(jobs: list[tuple[RunSpec, Any, _LogFollower]], *, runs: str, sec
     return {spec.name: ended(spec.name, handle) for spec, handle, _ in jobs}
 
 
-def _interrupted_line(stop: _Stop, *, stopped: dict[str, bool], runs: str, not_started: list[RunSpec]) -> str:
+def _interrupted_line(signum: int, *, stopped: dict[str, bool], runs: str, not_started: list[RunSpec]) -> str:
     """What an interrupted local sweep left: where each running run stopped, and the runs not started."""
     parts = []
     for name, ended in stopped.items():
@@ -207,7 +200,7 @@ def _interrupted_line(stop: _Stop, *, stopped: dict[str, bool], runs: str, not_s
     if not_started:
         names = [spec.name for spec in not_started]
         parts.append(f"{len(names)} run(s) not started ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
-    return (f"sweep interrupted ({stop.said()}): {'; '.join(parts) or 'no run was running'}; the same command "
+    return (f"sweep interrupted ({_said(signum)}): {'; '.join(parts) or 'no run was running'}; the same command "
             "continues where it stopped")
 
 
@@ -223,21 +216,20 @@ def _run_slurm(todo: list[RunSpec], *, sweep: Sweep, launcher: SlurmLauncher, co
     if not wait or not todo:
         return None if not wait else []
     width, shown = max(len(spec.name) for spec in todo), {}
-    try:
-        with _stop_signals():
-            while True:
-                states = run_states(todo, results=sweep.results, runs=sweep.runs, digest=digest)
-                for state in states:
-                    if shown.get(state.name) != state.line():
-                        shown[state.name] = state.line()
-                        print(state.line(width), flush=True)
-                if not any(state.state in ("running", "queued") for state in states):
-                    return [state for state in states if state.state != "done"]
-                time.sleep(poll_s)
-    except _Stop as stop:
-        raise Interrupted(f"sweep interrupted ({stop.said()}) while following its {len(todo)} Slurm job(s): they go "
-                          "on; --status follows them, --report writes the report once they are done, scancel stops "
-                          "them", signal_number=stop.signum) from None
+    with _StopRequests() as stop:
+        while True:
+            states = run_states(todo, results=sweep.results, runs=sweep.runs, digest=digest)
+            for state in states:
+                if shown.get(state.name) != state.line():
+                    shown[state.name] = state.line()
+                    print(state.line(width), flush=True)
+            if not any(state.state in ("running", "queued") for state in states):
+                return [state for state in states if state.state != "done"]
+            _sleep(poll_s, stop)
+            if stop.signal_number:
+                raise Interrupted(f"sweep interrupted ({_said(stop.signal_number)}) while following its {len(todo)} "
+                                  "Slurm job(s): they go on; --status follows them, --report writes the report once "
+                                  "they are done, scancel stops them", signal_number=stop.signal_number)
 
 
 def write_report(results: str, *, label: str = "") -> None:

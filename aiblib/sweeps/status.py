@@ -25,7 +25,8 @@ from aiblib.paths import project_path
 from aiblib.sweeps.grid import RunSpec
 from aiblib.sweeps.records import read_record, record_path
 
-__all__ = ["RunState", "run_done", "run_states", "squeue_states", "last_log_line", "is_submitit_line", "SLURM_RUNNING", "SLURM_QUEUED"]
+__all__ = ["RunState", "run_done", "run_states", "squeue_states", "last_log_line", "is_submitit_line", "process_alive",
+           "SLURM_RUNNING", "SLURM_QUEUED"]
 
 SLURM_RUNNING = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "RESIZING"})
 SLURM_QUEUED = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESV_DEL_HOLD",
@@ -71,21 +72,35 @@ def squeue_states(job_ids: list[str]) -> dict[str, str]:
     return dict(line.split(None, 1) for line in done.stdout.splitlines() if len(line.split()) == 2)
 
 
-def _local_job_alive(job_id: str) -> bool:
-    """Whether the local job's controller process (its id is that process's) still runs."""
-    cmdline = Path("/proc") / str(job_id) / "cmdline"
-    if Path("/proc/self").exists():  # Linux: the process must be submitit's, not a later one with the same id
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: on Linux, listed in /proc and not a zombie its parent has yet to reap;
+    elsewhere, as the kernel answers ``kill(pid, 0)``."""
+    if not Path("/proc/self").exists():
         try:
-            return b"submitit" in cmdline.read_bytes()
-        except OSError:
+            os.kill(pid, 0)
+        except ProcessLookupError:
             return False
-    try:
-        os.kill(int(job_id), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
+        except PermissionError:
+            return True
         return True
-    return True
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _local_job_alive(job_id: str) -> bool:
+    """Whether the local job's controller process (its id is that process's) still runs; on Linux it must be
+    submitit's, not a later process with the same id."""
+    if not job_id.isdigit() or not process_alive(int(job_id)):
+        return False
+    try:
+        return b"submitit" in (Path("/proc") / job_id / "cmdline").read_bytes()
+    except FileNotFoundError:  # no /proc, or it has just ended
+        return not Path("/proc/self").exists()
+    except OSError:
+        return False
 
 
 def is_submitit_line(line: str) -> bool:
